@@ -1,0 +1,170 @@
+//! Outbound HTTP with the core's retry decisions: `Retry-After` obeyed,
+//! exponential backoff with jitter, non-idempotent calls never repeated
+//! blindly, and a tick deadline no retry may cross.
+
+use std::time::{Duration, Instant};
+
+use mdo_vmray::config::RetryLimits;
+use mdo_vmray::retry::{decide, parse_retry_after, Decision, Outcome};
+use serde_json::json;
+use spin_sdk::http::{Method, Request, Response};
+
+use crate::log::Log;
+
+/// Wall time a tick may spend (Fermyon Wasm Functions stop a request at 30 s).
+pub const TICK_BUDGET: Duration = Duration::from_secs(22);
+
+/// One outbound request.
+#[derive(Clone)]
+pub struct Req {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Safe to repeat after an unknown outcome (GETs, PATCH with full state, upserts).
+    pub idempotent: bool,
+}
+
+impl Req {
+    pub fn get(url: impl Into<String>) -> Req {
+        Req { method: Method::Get, url: url.into(), headers: Vec::new(), body: Vec::new(), idempotent: true }
+    }
+
+    pub fn post_json(url: impl Into<String>, body: &serde_json::Value, idempotent: bool) -> Req {
+        Req {
+            method: Method::Post,
+            url: url.into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+            idempotent,
+        }
+    }
+
+    pub fn post_form(url: impl Into<String>, pairs: &[(&str, &str)], idempotent: bool) -> Req {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        Req {
+            method: Method::Post,
+            url: url.into(),
+            headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
+            body: body.into_bytes(),
+            idempotent,
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Req {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+}
+
+/// A response with any status.
+pub struct Resp {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The start of the body for error messages (never holds our secrets:
+    /// the APIs do not echo credentials, and logs are scrubbed anyway).
+    pub fn snippet(&self) -> String {
+        String::from_utf8_lossy(&self.body[..self.body.len().min(300)]).replace(['\n', '\r'], " ")
+    }
+}
+
+/// Why a call produced no usable response.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    /// No HTTP answer (refused, denied by the host, timed out).
+    NoResponse(String),
+    /// An HTTP error status after the retries allowed.
+    Status { status: u16, body: String },
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::NoResponse(e) => write!(f, "no response: {e}"),
+            CallError::Status { status, body } => write!(f, "HTTP {status}: {body}"),
+        }
+    }
+}
+
+/// An API (a service with its retry limits) for one tick.
+pub struct Api<'a> {
+    pub service: &'static str,
+    pub limits: RetryLimits,
+    pub started: Instant,
+    pub log: &'a Log,
+    pub user_agent: &'static str,
+}
+
+impl Api<'_> {
+    fn tick_left(&self) -> Duration {
+        TICK_BUDGET.saturating_sub(self.started.elapsed())
+    }
+
+    async fn send_once(&self, req: &Req) -> Result<Resp, String> {
+        let mut b = Request::builder();
+        b.method(req.method.clone()).uri(req.url.clone()).header("user-agent", self.user_agent);
+        for (k, v) in &req.headers {
+            b.header(k.clone(), v.clone());
+        }
+        b.body(req.body.clone());
+        let resp: Response = spin_sdk::http::send(b.build()).await.map_err(|e| e.to_string())?;
+        let retry_after = resp.header("retry-after").and_then(|v| v.as_str()).and_then(parse_retry_after);
+        Ok(Resp { status: *resp.status(), retry_after, body: resp.into_body() })
+    }
+
+    /// Send with retries; any HTTP status that is not retried comes back as `Ok`.
+    pub async fn call(&self, req: &Req) -> Result<Resp, CallError> {
+        let first = Instant::now();
+        let mut retries = 0;
+        loop {
+            let (outcome, result) = match self.send_once(req).await {
+                Ok(resp) if resp.status == 429 || resp.status >= 500 => {
+                    (Outcome::Status { code: resp.status, retry_after: resp.retry_after }, Ok(resp))
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) => (Outcome::NoResponse, Err(e)),
+            };
+            let decision = decide(outcome, req.idempotent, retries, first.elapsed(), self.tick_left(), self.limits, crate::rand::unit());
+            let what = match &result {
+                Ok(r) => format!("HTTP {}", r.status),
+                Err(e) => e.clone(),
+            };
+            match decision {
+                Decision::Retry(wait) => {
+                    retries += 1;
+                    self.log.warn(
+                        "retry",
+                        &[
+                            ("service", json!(self.service)),
+                            ("path", json!(path_of(&req.url))),
+                            ("fault", json!(self.log.scrub(&what))),
+                            ("wait_ms", json!(wait.as_millis() as u64)),
+                            ("retry", json!(retries)),
+                        ],
+                    );
+                    std::thread::sleep(wait);
+                }
+                Decision::GiveUp => {
+                    return match result {
+                        Ok(resp) => Err(CallError::Status { status: resp.status, body: self.log.scrub(&resp.snippet()) }),
+                        Err(e) => Err(CallError::NoResponse(self.log.scrub(&e))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The path of a URL, for logs (queries may carry search terms).
+pub fn path_of(url: &str) -> String {
+    url::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_default()
+}
+
