@@ -1,1 +1,256 @@
-pub async fn run() -> Result<String, String> { Err("todo".into()) }
+//! One VMRay tick: for every open alert whose URLs are known, make sure each
+//! URL has a fresh enough analysis (own store, then VMRay's submission
+//! search, then a submit), follow running submissions without sleeping,
+//! collect results, and publish them per alert. Writes only `url:*`,
+//! `sample:*` and `va:*` records. Holds the only copy of the VMRay key.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use connector_io::api::{Api, CallError, Req, Resp};
+use connector_io::kv::Kv;
+use connector_io::log::Log;
+use connector_io::vars::spin_var;
+use mdo_vmray::analysis::{self, UrlStep, MAX_CHILD_DEPTH, MAX_CHILD_SAMPLES};
+use mdo_vmray::config::{LogLevel, VmraySettings};
+use mdo_vmray::records::{keys, AlertAnalyses, AlertRecord, OpenAlerts, UrlAnalysis, UrlRef, UrlState, SCHEMA};
+use mdo_vmray::vmray::{self, SubmissionStatus};
+use serde_json::json;
+
+/// Alerts looked at per tick; the rest wait for the next one.
+const MAX_ALERTS_PER_TICK: usize = 500;
+
+pub async fn run() -> Result<String, String> {
+    let settings = match VmraySettings::read(&spin_var) {
+        Ok(s) => s,
+        Err(e) => {
+            Log::new("vmray", LogLevel::Info).error("config_invalid", &[("error", json!(e.to_string()))]);
+            return Err(e.to_string());
+        }
+    };
+    let mut log = Log::new("vmray", settings.common.log_level);
+    log.add_secret(&settings.api_key);
+    log.info("tick_start", &[("dry_run", json!(settings.common.dry_run))]);
+    let result = Vmray::new(&settings, &log).tick().await;
+    match &result {
+        Ok(summary) => log.info("tick_end", &[("summary", serde_json::from_str(summary).unwrap_or_default())]),
+        Err(e) => log.error("tick_failed", &[("error", json!(e))]),
+    }
+    result
+}
+
+struct Vmray<'a> {
+    s: &'a VmraySettings,
+    log: &'a Log,
+    api: Api<'a>,
+    tenant: &'a str,
+    submitted: u32,
+    reused: u32,
+    finished: u32,
+}
+
+impl<'a> Vmray<'a> {
+    fn new(s: &'a VmraySettings, log: &'a Log) -> Self {
+        let api = Api { service: "vmray", limits: s.retry, started: Instant::now(), log, user_agent: "mdo-vmray-connector/0.1" };
+        Vmray { s, log, api, tenant: &s.common.tenant_id, submitted: 0, reused: 0, finished: 0 }
+    }
+
+    async fn tick(mut self) -> Result<String, String> {
+        let kv = Kv::open()?;
+        let open: OpenAlerts = kv.get(&keys::open(self.tenant))?.unwrap_or_default();
+        let mut driven: HashSet<String> = HashSet::new();
+        let mut published = 0;
+        for alert_id in open.ids.iter().take(MAX_ALERTS_PER_TICK) {
+            if kv.exists(&keys::analyses(self.tenant, alert_id))? {
+                continue;
+            }
+            let record: AlertRecord = match kv.get(&keys::alert(self.tenant, alert_id)) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.log.warn("record_unreadable", &[("alert", json!(alert_id)), ("error", json!(e))]);
+                    continue;
+                }
+            };
+            if !analysis::alert_ready(&record) {
+                continue;
+            }
+            if self.api.started.elapsed() > connector_io::api::TICK_BUDGET {
+                self.log.warn("tick_budget_spent", &[("alert", json!(alert_id))]);
+                break;
+            }
+            let needed = analysis::needed_since(record.first_seen, self.s.resubmit_after_days);
+            let mut results = Vec::new();
+            for u in &record.urls {
+                let key = keys::url(self.tenant, &u.key);
+                if driven.insert(u.key.clone()) {
+                    if let Err(e) = self.drive(&kv, u, &key, needed, alert_id).await {
+                        self.log.warn("url_step_failed", &[("alert", json!(alert_id)), ("url_key", json!(u.key)), ("error", json!(e))]);
+                    }
+                }
+                let current: Option<UrlAnalysis> = kv.get(&key)?;
+                if let Some(r) = analysis::url_result(current.as_ref(), needed) {
+                    results.push(r);
+                }
+            }
+            if results.len() == record.urls.len() {
+                let done = AlertAnalyses { v: SCHEMA, alert_id: alert_id.clone(), results, completed_at: Utc::now() };
+                kv.put(&keys::analyses(self.tenant, alert_id), &done)?;
+                published += 1;
+                self.log.info("alert_analysed", &[("alert", json!(alert_id)), ("urls", json!(record.urls.len()))]);
+            }
+        }
+        Ok(json!({"submitted": self.submitted, "reused": self.reused, "finished": self.finished, "alerts_published": published})
+            .to_string())
+    }
+
+    /// Move one URL one step forward.
+    async fn drive(&mut self, kv: &Kv, u: &UrlRef, key: &str, needed: DateTime<Utc>, alert_id: &str) -> Result<(), String> {
+        let record: Option<UrlAnalysis> = kv.get(key)?;
+        let now = Utc::now();
+        let set = |state: UrlState| kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state });
+        match analysis::next_step(record.as_ref(), needed, now, self.s.analysis_timeout_minutes) {
+            UrlStep::Reuse | UrlStep::Failed => Ok(()),
+            UrlStep::Lookup { since } => match self.search(&u.url, since).await? {
+                Some(found) => self.adopt(kv, u, key, found, true).await,
+                None => self.submit(kv, u, key, alert_id, 0).await,
+            },
+            UrlStep::Reconcile { since } => {
+                let attempts = match record.map(|r| r.state) {
+                    Some(UrlState::Submitting { attempts, .. }) => attempts,
+                    _ => 0,
+                };
+                match self.search(&u.url, since).await? {
+                    Some(found) => {
+                        self.log.info("submission_reconciled", &[("url_key", json!(u.key)), ("submission", json!(found.submission_id))]);
+                        self.adopt(kv, u, key, found, false).await
+                    }
+                    None => self.submit(kv, u, key, alert_id, attempts).await,
+                }
+            }
+            UrlStep::Poll { submission_id, sample_id } => {
+                let resp = self.get(&format!("/rest/submission/{submission_id}")).await?;
+                let status = vmray::parse_submission_status(&resp.body).map_err(|e| e.to_string())?;
+                if status.has_errors {
+                    set(UrlState::Failed { reason: "VMRay reported an error for this analysis".into(), at: now })?;
+                    self.log.warn("analysis_failed", &[("url_key", json!(u.key)), ("submission", json!(submission_id))]);
+                } else if status.finished {
+                    let analysed_at = self.collect(kv, sample_id).await?;
+                    set(UrlState::Done { sample_id, submission_id: Some(submission_id), analysed_at, reused: false })?;
+                    self.finished += 1;
+                    self.log.info("analysis_finished", &[("url_key", json!(u.key)), ("sample", json!(sample_id))]);
+                }
+                Ok(())
+            }
+            UrlStep::TimedOut => {
+                let reason = format!("the analysis did not finish within {} minutes (vmray_analysis_timeout_minutes)", self.s.analysis_timeout_minutes);
+                self.log.warn("analysis_timed_out", &[("url_key", json!(u.key))]);
+                set(UrlState::Failed { reason, at: now })
+            }
+        }
+    }
+
+    /// A submission found by search: follow it, or take its results now.
+    async fn adopt(&mut self, kv: &Kv, u: &UrlRef, key: &str, found: SubmissionStatus, reused: bool) -> Result<(), String> {
+        let state = if found.finished {
+            let analysed_at = self.collect(kv, found.sample_id).await?;
+            if reused {
+                self.reused += 1;
+                self.log.info("analysis_reused", &[("url_key", json!(u.key)), ("sample", json!(found.sample_id))]);
+            }
+            UrlState::Done { sample_id: found.sample_id, submission_id: Some(found.submission_id), analysed_at, reused }
+        } else {
+            UrlState::Running { submission_id: found.submission_id, sample_id: found.sample_id, submitted_at: found.created.unwrap_or_else(Utc::now) }
+        };
+        kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state })
+    }
+
+    /// Submit a URL. The intent is recorded first: if the tick dies after the
+    /// POST, the next tick finds the submission by search instead of paying twice.
+    async fn submit(&mut self, kv: &Kv, u: &UrlRef, key: &str, alert_id: &str, attempts: u32) -> Result<(), String> {
+        let now = Utc::now();
+        if self.s.common.dry_run {
+            self.log.info("dry_run_would_submit", &[("url_key", json!(u.key)), ("alert", json!(alert_id))]);
+            return kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state: UrlState::Failed { reason: "dry run: not submitted".into(), at: now } });
+        }
+        kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state: UrlState::Submitting { since: now, attempts: attempts + 1 } })?;
+        let tags = analysis::submission_tags(&self.s.submission_tags, self.s.add_alert_id_tags.then_some(alert_id));
+        let comment = format!("Defender for Office 365 alert {alert_id}");
+        let fields = [("sample_url", u.url.as_str()), ("tags", tags.as_str()), ("comment", comment.as_str())];
+        let req = Req::post_form(format!("{}/rest/sample/submit", self.s.base_url), &fields, false);
+        let resp = self.authed(req).await;
+        let failed = |reason: String| kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state: UrlState::Failed { reason, at: now } });
+        match resp {
+            Ok(r) if r.ok() => match vmray::parse_submit(&r.body) {
+                Ok(sub) => {
+                    self.submitted += 1;
+                    self.log.info("url_submitted", &[("url_key", json!(u.key)), ("alert", json!(alert_id)), ("submission", json!(sub.submission_id)), ("sample", json!(sub.sample_id))]);
+                    kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state: UrlState::Running { submission_id: sub.submission_id, sample_id: sub.sample_id, submitted_at: now } })
+                }
+                Err(e) => failed(format!("VMRay refused the submission: {e}")),
+            },
+            // A 4xx other than 429 means VMRay did not take it: safe to say so.
+            Ok(r) if (400..500).contains(&r.status) && r.status != 429 => {
+                failed(format!("VMRay refused the submission (HTTP {}): {}", r.status, self.log.scrub(&r.snippet())))
+            }
+            // Unknown fate (5xx, no response): the intent stays; the next tick reconciles.
+            Ok(r) => Err(format!("submit: HTTP {}; will reconcile next tick", r.status)),
+            Err(e) => Err(format!("submit: {e}; will reconcile next tick")),
+        }
+    }
+
+    async fn authed(&self, req: Req) -> Result<Resp, CallError> {
+        let req = req.header("authorization", &format!("api_key {}", self.s.api_key));
+        self.api.call(&req).await
+    }
+
+    async fn get(&self, path_and_query: &str) -> Result<Resp, String> {
+        let resp = self.authed(Req::get(format!("{}{path_and_query}", self.s.base_url))).await.map_err(|e| e.to_string())?;
+        if resp.ok() {
+            Ok(resp)
+        } else {
+            let path = connector_io::api::path_of(&format!("{}{path_and_query}", self.s.base_url));
+            Err(format!("GET {path}: HTTP {}: {}", resp.status, self.log.scrub(&resp.snippet())))
+        }
+    }
+
+    /// The newest submission of this URL created at or after `since`.
+    async fn search(&self, url: &str, since: DateTime<Utc>) -> Result<Option<SubmissionStatus>, String> {
+        let query: String = url::form_urlencoded::byte_serialize(vmray::search_query(url).as_bytes()).collect();
+        let resp = self.get(&format!("/rest/submission/search?query={query}")).await?;
+        vmray::newest_submission(&resp.body, since).map_err(|e| e.to_string())
+    }
+
+    /// Read a sample and its children (bounded) into sample records; returns
+    /// the root's analysis date.
+    async fn collect(&self, kv: &Kv, root: u64) -> Result<DateTime<Utc>, String> {
+        let mut queue: VecDeque<(u64, usize)> = VecDeque::from([(root, 0)]);
+        let mut seen: HashSet<u64> = HashSet::new();
+        let mut root_date = Utc::now();
+        while let Some((id, depth)) = queue.pop_front() {
+            if !seen.insert(id) || seen.len() > MAX_CHILD_SAMPLES + 1 {
+                continue;
+            }
+            let mut report = vmray::parse_sample(&self.get(&format!("/rest/sample/{id}")).await?.body, Utc::now()).map_err(|e| e.to_string())?;
+            let base = format!("/rest/sample/{id}");
+            report.threat_names = vmray::parse_threat_names(&self.get(&format!("{base}/threat_names")).await?.body).map_err(|e| e.to_string())?;
+            report.classifications = vmray::parse_classifications(&self.get(&format!("{base}/classifications")).await?.body).map_err(|e| e.to_string())?;
+            report.vtis = vmray::parse_vtis(&self.get(&format!("{base}/vtis")).await?.body).map_err(|e| e.to_string())?;
+            report.iocs = vmray::parse_iocs(&self.get(&format!("{base}/iocs")).await?.body).map_err(|e| e.to_string())?;
+            if depth < MAX_CHILD_DEPTH {
+                for child in &report.child_ids {
+                    queue.push_back((*child, depth + 1));
+                }
+            } else {
+                report.child_ids.clear();
+            }
+            if id == root {
+                root_date = report.analysed_at;
+            }
+            self.log.info("sample_read", &[("sample", json!(id)), ("verdict", json!(report.verdict.as_str())), ("iocs", json!(report.iocs.len()))]);
+            kv.put(&keys::sample(self.tenant, id), &report)?;
+        }
+        Ok(root_date)
+    }
+}

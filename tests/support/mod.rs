@@ -1,0 +1,139 @@
+//! The end-to-end harness: the simulators, and the real `.wasm` components on
+//! the test host, wired the way a user wires them with `SPIN_VARIABLE_*`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use simulators::{Scenario, SimState, Simulators};
+use test_host::{App, AppConfig, KvBackend};
+
+pub const COMPONENTS: [&str; 3] = ["poller", "vmray", "defender"];
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails with the command to run when the components were not built.
+pub fn require_wasm(dir: &str) {
+    for c in COMPONENTS {
+        let p = root().join(dir).join(format!("wasm32-wasip2/release/{c}.wasm"));
+        assert!(p.exists(), "{} is missing: build the components first (scripts/test.sh does)", p.display());
+    }
+}
+
+pub struct Harness {
+    pub sims: Simulators,
+    pub app: App,
+    pub vars: HashMap<String, String>,
+}
+
+/// Variables pointing every component at the simulators.
+pub fn sim_vars(sims: &Simulators, scenario: &Scenario) -> HashMap<String, String> {
+    let mut v = HashMap::new();
+    v.insert("tenant_id".into(), scenario.tenant_id.clone());
+    v.insert("client_id".into(), scenario.client_id.clone());
+    v.insert("client_secret".into(), scenario.client_secret.clone());
+    v.insert("vmray_api_key".into(), scenario.vmray_api_key.clone());
+    v.insert("login_base_url".into(), sims.entra_url());
+    v.insert("graph_base_url".into(), sims.graph_url());
+    v.insert("defender_base_url".into(), sims.defender_url());
+    v.insert("vmray_base_url".into(), sims.vmray_url());
+    v.insert("log_level".into(), "debug".into());
+    v
+}
+
+impl Harness {
+    pub fn start(scenario: Scenario, extra: &[(&str, &str)]) -> Harness {
+        Self::start_with(scenario, extra, "spin.toml", KvBackend::Memory)
+    }
+
+    pub fn start_with(scenario: Scenario, extra: &[(&str, &str)], manifest: &str, kv: KvBackend) -> Harness {
+        require_wasm(if manifest == "spin-http.toml" { "target/http-only" } else { "target" });
+        let sims = Simulators::start(scenario.clone()).expect("simulators start");
+        let mut vars = sim_vars(&sims, &scenario);
+        for (k, v) in extra {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let app = App::load(&root().join(manifest), AppConfig { variables: vars.clone(), kv, wasm_dir: None }).expect("manifest loads");
+        Harness { sims, app, vars }
+    }
+
+    /// One cron tick of one component; a trap or host failure fails the test.
+    pub fn tick(&self, component: &str) -> Result<(), String> {
+        self.app.cron_tick(component, self.app.now_unix_secs()).unwrap_or_else(|e| panic!("{component} trapped: {e:#}"))
+    }
+
+    /// One round: poller, vmray, defender, each once; every tick must succeed.
+    pub fn round(&self) {
+        for c in COMPONENTS {
+            if let Err(e) = self.tick(c) {
+                panic!("{c} tick failed: {e}\n{}", self.log_text());
+            }
+        }
+    }
+
+    /// Rounds until `done` holds (at most `max`); returns the rounds used.
+    pub fn run_until(&self, max: usize, done: impl Fn(&SimState) -> bool) -> usize {
+        for n in 1..=max {
+            self.round();
+            if done(&self.sims.state()) {
+                return n;
+            }
+        }
+        panic!("not done after {max} rounds\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        self.app.logs().iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    /// Parsed JSON log lines of one component.
+    pub fn events(&self, component: &str) -> Vec<serde_json::Value> {
+        self.app
+            .logs()
+            .iter()
+            .filter(|l| l.component == component)
+            .filter_map(|l| serde_json::from_str(&l.line).ok())
+            .collect()
+    }
+}
+
+/// What the connector wrote, for "same state" and "nothing more" comparisons.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Written {
+    pub comments: Vec<(String, String)>,
+    pub indicators: Vec<(String, String, String)>,
+    pub indicator_writes: u64,
+    pub tag_patches: usize,
+    pub tags: Vec<(String, Vec<String>)>,
+    pub submissions: Vec<String>,
+}
+
+pub fn written(s: &SimState) -> Written {
+    let mut comments: Vec<(String, String)> = s
+        .comments
+        .iter()
+        .flat_map(|(a, cs)| cs.iter().map(move |c| (a.clone(), c.comment.clone())))
+        .collect();
+    comments.sort();
+    let mut indicators: Vec<(String, String, String)> =
+        s.indicators.iter().map(|i| (i.indicator_type.clone(), i.indicator_value.clone(), i.action.clone())).collect();
+    indicators.sort();
+    let mut submissions: Vec<String> = s.vmray_submissions.iter().filter_map(|x| x.url.clone()).collect();
+    submissions.sort();
+    Written {
+        comments,
+        indicators,
+        indicator_writes: s.indicator_writes.iter().map(|w| w.count).sum(),
+        tag_patches: s.incidents.values().map(|i| i.patches.len()).sum(),
+        tags: s.incidents.values().map(|i| (i.id.clone(), i.custom_tags.clone())).collect(),
+        submissions,
+    }
+}
+
+pub fn manifest_text(name: &str) -> String {
+    std::fs::read_to_string(root().join(name)).expect("manifest readable")
+}
+
