@@ -52,7 +52,8 @@ pub struct Alert {
 impl Alert {
     /// Should the poller ask advanced hunting for more URLs?
     pub fn needs_hunting(&self) -> bool {
-        !self.network_message_ids.is_empty() && (self.evidence_urls.len() as u64) < self.expected_url_count.max(1)
+        !self.network_message_ids.is_empty()
+            && (self.evidence_urls.len() as u64) < self.expected_url_count.max(1)
     }
 }
 
@@ -65,17 +66,32 @@ pub struct AlertPage {
 
 /// Parse one page; fails only when the envelope itself is unusable.
 pub fn parse_page(body: &[u8]) -> Result<AlertPage, AlertError> {
-    let env_err = |problem: String| AlertError { alert: "?".into(), field: "value", problem };
-    let v: Value = serde_json::from_slice(body).map_err(|e| env_err(format!("is not JSON: {e}")))?;
-    let items = v.get("value").and_then(Value::as_array).ok_or_else(|| env_err("is missing or not an array".into()))?;
+    let env_err = |problem: String| AlertError {
+        alert: "?".into(),
+        field: "value",
+        problem,
+    };
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| env_err(format!("is not JSON: {e}")))?;
+    let items = v
+        .get("value")
+        .and_then(Value::as_array)
+        .ok_or_else(|| env_err("is missing or not an array".into()))?;
     let next_link = match v.get("@odata.nextLink") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            return Err(AlertError { alert: "?".into(), field: "@odata.nextLink", problem: "is not a string".into() })
+            return Err(AlertError {
+                alert: "?".into(),
+                field: "@odata.nextLink",
+                problem: "is not a string".into(),
+            })
         }
     };
-    Ok(AlertPage { alerts: items.iter().map(parse_alert).collect(), next_link })
+    Ok(AlertPage {
+        alerts: items.iter().map(parse_alert).collect(),
+        next_link,
+    })
 }
 
 fn str_field<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
@@ -88,11 +104,13 @@ fn time_field(v: &Value, id: &str, field: &'static str) -> Result<DateTime<Utc>,
         field,
         problem: "is missing or not a string".into(),
     })?;
-    DateTime::parse_from_rfc3339(raw).map(|d| d.with_timezone(&Utc)).map_err(|e| AlertError {
-        alert: id.into(),
-        field,
-        problem: format!("is not an ISO 8601 date-time ({e})"),
-    })
+    DateTime::parse_from_rfc3339(raw)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| AlertError {
+            alert: id.into(),
+            field,
+            problem: format!("is not an ISO 8601 date-time ({e})"),
+        })
 }
 
 /// Alert ids are opaque but bounded: printable ASCII without whitespace.
@@ -105,23 +123,51 @@ pub fn parse_alert(v: &Value) -> Result<Alert, AlertError> {
     let id = match v.get("id") {
         Some(Value::String(s)) if valid_alert_id(s) => s.clone(),
         Some(Value::String(_)) => {
-            return Err(AlertError { alert: "?".into(), field: "id", problem: "is empty, too long or not printable ASCII".into() })
+            return Err(AlertError {
+                alert: "?".into(),
+                field: "id",
+                problem: "is empty, too long or not printable ASCII".into(),
+            })
         }
-        _ => return Err(AlertError { alert: "?".into(), field: "id", problem: "is missing or not a string".into() }),
+        _ => {
+            return Err(AlertError {
+                alert: "?".into(),
+                field: "id",
+                problem: "is missing or not a string".into(),
+            })
+        }
     };
     let incident_id = match v.get("incidentId") {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => Some(s.clone()),
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            Some(s.clone())
+        }
         Some(Value::Number(n)) => Some(n.to_string()),
         None | Some(Value::Null) => None,
         Some(_) => {
-            return Err(AlertError { alert: id, field: "incidentId", problem: "is not a short alphanumeric id".into() })
+            return Err(AlertError {
+                alert: id,
+                field: "incidentId",
+                problem: "is not a short alphanumeric id".into(),
+            })
         }
     };
     let created = time_field(v, &id, "createdDateTime")?;
     let last_updated = time_field(v, &id, "lastUpdateDateTime").unwrap_or(created);
-    let severity = str_field(v, "severity").and_then(Severity::parse).unwrap_or(Severity::Unknown);
-    let service_source = str_field(v, "serviceSource").unwrap_or_default().to_string();
-    let title: String = str_field(v, "title").unwrap_or_default().chars().take(300).collect();
+    let severity = str_field(v, "severity")
+        .and_then(Severity::parse)
+        .unwrap_or(Severity::Unknown);
+    let service_source = str_field(v, "serviceSource")
+        .unwrap_or_default()
+        .to_string();
+    let title: String = str_field(v, "title")
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
 
     let mut alert = Alert {
         is_teams: looks_like_teams(&title),
@@ -138,7 +184,11 @@ pub fn parse_alert(v: &Value) -> Result<Alert, AlertError> {
         comments: Vec::new(),
     };
     if let Some(comments) = v.get("comments").and_then(Value::as_array) {
-        alert.comments = comments.iter().filter_map(|c| str_field(c, "comment")).map(str::to_string).collect();
+        alert.comments = comments
+            .iter()
+            .filter_map(|c| str_field(c, "comment"))
+            .map(str::to_string)
+            .collect();
     }
     match v.get("evidence") {
         None | Some(Value::Null) => {}
@@ -147,7 +197,13 @@ pub fn parse_alert(v: &Value) -> Result<Alert, AlertError> {
                 read_evidence(item, &mut alert);
             }
         }
-        Some(_) => return Err(AlertError { alert: alert.id, field: "evidence", problem: "is not an array".into() }),
+        Some(_) => {
+            return Err(AlertError {
+                alert: alert.id,
+                field: "evidence",
+                problem: "is not an array".into(),
+            })
+        }
     }
     Ok(alert)
 }
@@ -211,8 +267,14 @@ mod tests {
             {"@odata.type":"#microsoft.graph.security.somethingNew","x":1}
         ]);
         let a = parse_alert(&v).unwrap();
-        assert_eq!(a.evidence_urls, vec!["http://a.example/", "http://b.example/"]);
-        assert_eq!(a.network_message_ids, vec!["0c1e7b0a-1111-2222-3333-444455556666"]);
+        assert_eq!(
+            a.evidence_urls,
+            vec!["http://a.example/", "http://b.example/"]
+        );
+        assert_eq!(
+            a.network_message_ids,
+            vec!["0c1e7b0a-1111-2222-3333-444455556666"]
+        );
         assert_eq!(a.expected_url_count, 3);
         assert!(a.needs_hunting());
         assert_eq!(a.incident_id.as_deref(), Some("28282"));
@@ -236,7 +298,8 @@ mod tests {
 
     #[test]
     fn page_keeps_good_alerts_next_to_bad_ones() {
-        let body = json!({"value":[base(), {"id": 5}], "@odata.nextLink":"https://graph/next"}).to_string();
+        let body = json!({"value":[base(), {"id": 5}], "@odata.nextLink":"https://graph/next"})
+            .to_string();
         let page = parse_page(body.as_bytes()).unwrap();
         assert_eq!(page.alerts.len(), 2);
         assert!(page.alerts[0].is_ok());

@@ -39,22 +39,37 @@ pub fn next_step(
     now: DateTime<Utc>,
     analysis_timeout_minutes: u32,
 ) -> UrlStep {
-    let Some(rec) = record else { return UrlStep::Lookup { since: needed_since } };
+    let Some(rec) = record else {
+        return UrlStep::Lookup {
+            since: needed_since,
+        };
+    };
     match &rec.state {
         UrlState::Done { analysed_at, .. } if *analysed_at >= needed_since => UrlStep::Reuse,
-        UrlState::Done { .. } => UrlStep::Lookup { since: needed_since },
+        UrlState::Done { .. } => UrlStep::Lookup {
+            since: needed_since,
+        },
         // Look a little before the intent: clocks of VMRay and the host differ.
-        UrlState::Submitting { since, .. } => UrlStep::Reconcile { since: *since - Duration::minutes(5) },
+        UrlState::Submitting { since, .. } => UrlStep::Reconcile {
+            since: *since - Duration::minutes(5),
+        },
         UrlState::Running { submitted_at, .. }
             if now - *submitted_at > Duration::minutes(i64::from(analysis_timeout_minutes)) =>
         {
             UrlStep::TimedOut
         }
-        UrlState::Running { submission_id, sample_id, .. } => {
-            UrlStep::Poll { submission_id: *submission_id, sample_id: *sample_id }
-        }
+        UrlState::Running {
+            submission_id,
+            sample_id,
+            ..
+        } => UrlStep::Poll {
+            submission_id: *submission_id,
+            sample_id: *sample_id,
+        },
         UrlState::Failed { at, .. } if *at >= needed_since => UrlStep::Failed,
-        UrlState::Failed { .. } => UrlStep::Lookup { since: needed_since },
+        UrlState::Failed { .. } => UrlStep::Lookup {
+            since: needed_since,
+        },
     }
 }
 
@@ -62,13 +77,26 @@ pub fn next_step(
 pub fn url_result(record: Option<&UrlAnalysis>, needed_since: DateTime<Utc>) -> Option<UrlResult> {
     let rec = record?;
     let outcome = match &rec.state {
-        UrlState::Done { sample_id, submission_id, analysed_at, reused } if *analysed_at >= needed_since => {
-            UrlOutcome::Sample { sample_id: *sample_id, submission_id: *submission_id, analysed_at: *analysed_at, reused: *reused }
-        }
-        UrlState::Failed { reason, at } if *at >= needed_since => UrlOutcome::Failed { reason: reason.clone() },
+        UrlState::Done {
+            sample_id,
+            submission_id,
+            analysed_at,
+            reused,
+        } if *analysed_at >= needed_since => UrlOutcome::Sample {
+            sample_id: *sample_id,
+            submission_id: *submission_id,
+            analysed_at: *analysed_at,
+            reused: *reused,
+        },
+        UrlState::Failed { reason, at } if *at >= needed_since => UrlOutcome::Failed {
+            reason: reason.clone(),
+        },
         _ => return None,
     };
-    Some(UrlResult { url: rec.url.clone(), outcome })
+    Some(UrlResult {
+        url: rec.url.clone(),
+        outcome,
+    })
 }
 
 /// Does the VMRay side have work on this alert?
@@ -81,7 +109,11 @@ pub fn alert_ready(record: &AlertRecord) -> bool {
 pub fn submission_tags(configured: &[String], alert_id: Option<&str>) -> String {
     let mut tags: Vec<String> = configured.to_vec();
     if let Some(id) = alert_id {
-        let clean: String = id.chars().filter(|c| crate::config::is_vmray_tag_char(*c)).take(255).collect();
+        let clean: String = id
+            .chars()
+            .filter(|c| crate::config::is_vmray_tag_char(*c))
+            .take(255)
+            .collect();
         if !clean.is_empty() && !tags.contains(&clean) {
             tags.push(clean);
         }
@@ -95,42 +127,98 @@ mod tests {
     use crate::records::SCHEMA;
 
     fn rec(state: UrlState) -> UrlAnalysis {
-        UrlAnalysis { v: SCHEMA, url: "http://a.example/".into(), state }
+        UrlAnalysis {
+            v: SCHEMA,
+            url: "http://a.example/".into(),
+            state,
+        }
     }
 
     #[test]
     fn reuse_window_edges() {
         let now = Utc::now();
         let seen = now;
-        let done = |days: i64| rec(UrlState::Done { sample_id: 1, submission_id: Some(2), analysed_at: now - Duration::days(days), reused: false });
+        let done = |days: i64| {
+            rec(UrlState::Done {
+                sample_id: 1,
+                submission_id: Some(2),
+                analysed_at: now - Duration::days(days),
+                reused: false,
+            })
+        };
         // 7-day window: 6 days old reused, 8 days old looked up again.
-        assert_eq!(next_step(Some(&done(6)), needed_since(seen, 7), now, 30), UrlStep::Reuse);
-        assert!(matches!(next_step(Some(&done(8)), needed_since(seen, 7), now, 30), UrlStep::Lookup { .. }));
+        assert_eq!(
+            next_step(Some(&done(6)), needed_since(seen, 7), now, 30),
+            UrlStep::Reuse
+        );
+        assert!(matches!(
+            next_step(Some(&done(8)), needed_since(seen, 7), now, 30),
+            UrlStep::Lookup { .. }
+        ));
         // 0 days: only an analysis after the alert was seen counts.
-        assert!(matches!(next_step(Some(&done(0)), needed_since(seen + Duration::seconds(1), 0), now, 30), UrlStep::Lookup { .. }));
-        let fresh = rec(UrlState::Done { sample_id: 1, submission_id: None, analysed_at: now, reused: false });
-        assert_eq!(next_step(Some(&fresh), needed_since(now, 0), now, 30), UrlStep::Reuse);
+        assert!(matches!(
+            next_step(
+                Some(&done(0)),
+                needed_since(seen + Duration::seconds(1), 0),
+                now,
+                30
+            ),
+            UrlStep::Lookup { .. }
+        ));
+        let fresh = rec(UrlState::Done {
+            sample_id: 1,
+            submission_id: None,
+            analysed_at: now,
+            reused: false,
+        });
+        assert_eq!(
+            next_step(Some(&fresh), needed_since(now, 0), now, 30),
+            UrlStep::Reuse
+        );
     }
 
     #[test]
     fn unknown_submits_are_reconciled_not_repeated() {
         let now = Utc::now();
-        let r = rec(UrlState::Submitting { since: now, attempts: 1 });
-        assert!(matches!(next_step(Some(&r), now, now, 30), UrlStep::Reconcile { .. }));
+        let r = rec(UrlState::Submitting {
+            since: now,
+            attempts: 1,
+        });
+        assert!(matches!(
+            next_step(Some(&r), now, now, 30),
+            UrlStep::Reconcile { .. }
+        ));
     }
 
     #[test]
     fn running_times_out() {
         let now = Utc::now();
-        let r = rec(UrlState::Running { submission_id: 5, sample_id: 6, submitted_at: now - Duration::minutes(31) });
+        let r = rec(UrlState::Running {
+            submission_id: 5,
+            sample_id: 6,
+            submitted_at: now - Duration::minutes(31),
+        });
         assert_eq!(next_step(Some(&r), now, now, 30), UrlStep::TimedOut);
-        let r = rec(UrlState::Running { submission_id: 5, sample_id: 6, submitted_at: now - Duration::minutes(29) });
-        assert_eq!(next_step(Some(&r), now, now, 30), UrlStep::Poll { submission_id: 5, sample_id: 6 });
+        let r = rec(UrlState::Running {
+            submission_id: 5,
+            sample_id: 6,
+            submitted_at: now - Duration::minutes(29),
+        });
+        assert_eq!(
+            next_step(Some(&r), now, now, 30),
+            UrlStep::Poll {
+                submission_id: 5,
+                sample_id: 6
+            }
+        );
     }
 
     #[test]
     fn tags_carry_alert_id_when_asked() {
         assert_eq!(submission_tags(&["MDO".into()], None), "MDO");
-        assert_eq!(submission_tags(&["MDO".into()], Some("da63 7,x")), "MDO,da637x");
+        assert_eq!(
+            submission_tags(&["MDO".into()], Some("da63 7,x")),
+            "MDO,da637x"
+        );
     }
 }

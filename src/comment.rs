@@ -32,15 +32,24 @@ pub fn no_url_marker() -> String {
 
 /// Is the comment with this marker (or one of its parts) among `existing`?
 pub fn already_posted(existing: &[String], marker: &str) -> bool {
-    existing.iter().any(|c| c.lines().next().is_some_and(|first| first == marker || first.starts_with(&format!("{marker} · part "))))
+    existing.iter().any(|c| {
+        c.lines()
+            .next()
+            .is_some_and(|first| first == marker || first.starts_with(&format!("{marker} · part ")))
+    })
 }
 
 /// URLs in comments are defanged so nobody clicks them from the portal.
 pub fn defang(url: &str) -> String {
-    let mut s = url.replacen("http://", "hxxp://", 1).replacen("https://", "hxxps://", 1);
+    let mut s = url
+        .replacen("http://", "hxxp://", 1)
+        .replacen("https://", "hxxps://", 1);
     if let Some(scheme_end) = s.find("://") {
         let host_start = scheme_end + 3;
-        let host_end = s[host_start..].find(['/', '?']).map(|i| host_start + i).unwrap_or(s.len());
+        let host_end = s[host_start..]
+            .find(['/', '?'])
+            .map(|i| host_start + i)
+            .unwrap_or(s.len());
         let host = s[host_start..host_end].replace('.', "[.]");
         s.replace_range(host_start..host_end, &host);
     }
@@ -55,7 +64,13 @@ fn sample_block(out: &mut String, s: &SampleReport, indent: &str) {
     let verdict = s.verdict.as_str().replace('_', " ").to_uppercase();
     match (&s.url, &s.filename) {
         (Some(u), _) => out.push_str(&format!("{indent}URL: {}\n", defang(u))),
-        (None, Some(f)) => out.push_str(&format!("{indent}File: {f}{}\n", s.sha256.as_ref().map(|h| format!(" (SHA-256 {h})")).unwrap_or_default())),
+        (None, Some(f)) => out.push_str(&format!(
+            "{indent}File: {f}{}\n",
+            s.sha256
+                .as_ref()
+                .map(|h| format!(" (SHA-256 {h})"))
+                .unwrap_or_default()
+        )),
         (None, None) => {}
     }
     out.push_str(&format!("{indent}Verdict: {verdict}"));
@@ -67,7 +82,10 @@ fn sample_block(out: &mut String, s: &SampleReport, indent: &str) {
         out.push_str(&format!("{indent}VTI score: {score}/100\n"));
     }
     if !s.classifications.is_empty() {
-        out.push_str(&format!("{indent}Classifications: {}\n", s.classifications.join(", ")));
+        out.push_str(&format!(
+            "{indent}Classifications: {}\n",
+            s.classifications.join(", ")
+        ));
     }
     if !s.threat_names.is_empty() {
         let names: Vec<&str> = s.threat_names.iter().map(|t| t.name.as_str()).collect();
@@ -76,7 +94,10 @@ fn sample_block(out: &mut String, s: &SampleReport, indent: &str) {
     if !s.vtis.is_empty() {
         out.push_str(&format!("{indent}Top VTIs:\n"));
         for v in &s.vtis {
-            out.push_str(&format!("{indent}  [{}/5] {}: {}\n", v.score, v.category, v.operation));
+            out.push_str(&format!(
+                "{indent}  [{}/5] {}: {}\n",
+                v.score, v.category, v.operation
+            ));
         }
     }
     out.push_str(&format!("{indent}Analysis date: {}\n", date(s.analysed_at)));
@@ -87,7 +108,12 @@ fn sample_block(out: &mut String, s: &SampleReport, indent: &str) {
 
 /// The comment (in parts if needed) for one analysed URL: the sample, then
 /// each child sample. `marker` comes from [`sample_marker`].
-pub fn render_sample_comment(marker: &str, root: &SampleReport, children: &[&SampleReport], reused: bool) -> Vec<String> {
+pub fn render_sample_comment(
+    marker: &str,
+    root: &SampleReport,
+    children: &[&SampleReport],
+    reused: bool,
+) -> Vec<String> {
     let mut body = String::new();
     if reused {
         body.push_str("An earlier VMRay analysis of this URL was reused.\n");
@@ -147,7 +173,11 @@ pub fn split(marker: &str, body: &str) -> Vec<String> {
     chunks
         .into_iter()
         .enumerate()
-        .map(|(i, c)| format!("{marker} · part {}/{n}\n{c}", i + 1).trim_end().to_string())
+        .map(|(i, c)| {
+            format!("{marker} · part {}/{n}\n{c}", i + 1)
+                .trim_end()
+                .to_string()
+        })
         .collect()
 }
 
@@ -165,12 +195,29 @@ mod tests {
         let c = render_sample_comment(&marker, &sample(42), &[&child], false);
         assert_eq!(c.len(), 1);
         let text = &c[0];
-        assert!(text.starts_with("[VMRay connector] sample 42 · submission 111\n"), "{text}");
-        for needle in ["hxxp://evil[.]example/login", "MALICIOUS", "Phishing page", "90/100", "Lumma", "[4/5] Heuristics", "2026-12-01 10:05 UTC", "https://eu.cloud.vmray.com/samples/42", "File: p.exe", "Sample 43"] {
+        assert!(
+            text.starts_with("[VMRay connector] sample 42 · submission 111\n"),
+            "{text}"
+        );
+        for needle in [
+            "hxxp://evil[.]example/login",
+            "MALICIOUS",
+            "Phishing page",
+            "90/100",
+            "Lumma",
+            "[4/5] Heuristics",
+            "2026-12-01 10:05 UTC",
+            "https://eu.cloud.vmray.com/samples/42",
+            "File: p.exe",
+            "Sample 43",
+        ] {
             assert!(text.contains(needle), "missing {needle} in {text}");
         }
-        assert!(already_posted(&[text.clone()], &marker));
-        assert!(!already_posted(&[text.clone()], &sample_marker(4, Some(111))));
+        assert!(already_posted(std::slice::from_ref(text), &marker));
+        assert!(!already_posted(
+            std::slice::from_ref(text),
+            &sample_marker(4, Some(111))
+        ));
     }
 
     #[test]
@@ -189,6 +236,9 @@ mod tests {
 
     #[test]
     fn defangs_host_only() {
-        assert_eq!(defang("https://a.b.example/x.y?q=1.2"), "hxxps://a[.]b[.]example/x.y?q=1.2");
+        assert_eq!(
+            defang("https://a.b.example/x.y?q=1.2"),
+            "hxxps://a[.]b[.]example/x.y?q=1.2"
+        );
     }
 }

@@ -28,7 +28,11 @@ impl fmt::Display for ConfigError {
                 truncate(v, 200),
                 self.allowed
             ),
-            None => write!(f, "variable `{}` is invalid: expected {}", self.variable, self.allowed),
+            None => write!(
+                f,
+                "variable `{}` is invalid: expected {}",
+                self.variable, self.allowed
+            ),
         }
     }
 }
@@ -62,16 +66,31 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn raw(&self, name: &str) -> Option<String> {
-        self.vars.var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        self.vars
+            .var(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
 
     fn err(name: &str, value: Option<&str>, allowed: &str) -> ConfigError {
-        ConfigError { variable: name.into(), value: value.map(str::to_string), allowed: allowed.into() }
+        ConfigError {
+            variable: name.into(),
+            value: value.map(str::to_string),
+            allowed: allowed.into(),
+        }
     }
 
     fn required(&self, name: &str, secret: bool) -> Result<String, ConfigError> {
         self.raw(name).ok_or_else(|| {
-            Self::err(name, None, if secret { "a non-empty secret" } else { "a non-empty value" })
+            Self::err(
+                name,
+                None,
+                if secret {
+                    "a non-empty secret"
+                } else {
+                    "a non-empty value"
+                },
+            )
         })
     }
 
@@ -84,7 +103,11 @@ impl Reader<'_> {
             None => Ok(default),
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(Self::err(name, Some(&v), &format!("a whole number from {min} to {max}"))),
+                _ => Err(Self::err(
+                    name,
+                    Some(&v),
+                    &format!("a whole number from {min} to {max}"),
+                )),
             },
         }
     }
@@ -110,11 +133,20 @@ impl Reader<'_> {
         if is_guid(&v) {
             Ok(v.to_ascii_lowercase())
         } else {
-            Err(Self::err(name, Some(&v), "a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47"))
+            Err(Self::err(
+                name,
+                Some(&v),
+                "a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47",
+            ))
         }
     }
 
-    fn action(&self, name: &str, default: IndicatorAction, files: bool) -> Result<IndicatorAction, ConfigError> {
+    fn action(
+        &self,
+        name: &str,
+        default: IndicatorAction,
+        files: bool,
+    ) -> Result<IndicatorAction, ConfigError> {
         let allowed = if files {
             "one of Allowed, Audit, Warn, Block, BlockAndRemediate"
         } else {
@@ -123,7 +155,9 @@ impl Reader<'_> {
         match self.raw(name) {
             None => Ok(default),
             Some(v) => match IndicatorAction::parse(&v) {
-                Some(IndicatorAction::BlockAndRemediate) if !files => Err(Self::err(name, Some(&v), allowed)),
+                Some(IndicatorAction::BlockAndRemediate) if !files => {
+                    Err(Self::err(name, Some(&v), allowed))
+                }
                 Some(a) => Ok(a),
                 None => Err(Self::err(name, Some(&v), allowed)),
             },
@@ -133,9 +167,14 @@ impl Reader<'_> {
 
 /// `https://host[:port]`, or `http://` for loopback only (local simulators).
 pub fn validate_base_url(v: &str) -> Result<String, &'static str> {
-    const WHY: &str = "an https:// URL without path, query or credentials (http:// only for loopback hosts)";
+    const WHY: &str =
+        "an https:// URL without path, query or credentials (http:// only for loopback hosts)";
     let parsed = url::Url::parse(v).map_err(|_| WHY)?;
-    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() || parsed.fragment().is_some() {
+    if !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+    {
         return Err(WHY);
     }
     if parsed.path() != "/" && !parsed.path().is_empty() {
@@ -161,7 +200,10 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 pub fn is_guid(v: &str) -> bool {
     let parts: Vec<&str> = v.split('-').collect();
     parts.len() == 5
-        && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Log verbosity (`log_level`).
@@ -200,9 +242,19 @@ impl Common {
             "info" => LogLevel::Info,
             "warn" => LogLevel::Warn,
             "error" => LogLevel::Error,
-            _ => return Err(Reader::err("log_level", Some(&level), "one of debug, info, warn, error")),
+            _ => {
+                return Err(Reader::err(
+                    "log_level",
+                    Some(&level),
+                    "one of debug, info, warn, error",
+                ))
+            }
         };
-        Ok(Common { tenant_id: r.guid("tenant_id")?, dry_run: r.bool("dry_run", false)?, log_level })
+        Ok(Common {
+            tenant_id: r.guid("tenant_id")?,
+            dry_run: r.bool("dry_run", false)?,
+            log_level,
+        })
     }
 }
 
@@ -265,7 +317,11 @@ impl PollerSettings {
             }
         }
         if alert_severities.is_empty() {
-            return Err(Reader::err("alert_severities", Some(&sev_raw), "at least one of informational, low, medium, high"));
+            return Err(Reader::err(
+                "alert_severities",
+                Some(&sev_raw),
+                "at least one of informational, low, medium, high",
+            ));
         }
         let excl_raw = r.string("url_exclusion_patterns", "");
         let url_exclusions = Exclusions::parse(&excl_raw)
@@ -278,7 +334,8 @@ impl PollerSettings {
             alert_severities,
             email_lookback_days: r.int("email_lookback_days", 7, 1, 7)?,
             url_exclusions,
-            analyze_user_reported_attachments: r.bool("analyze_user_reported_attachments", false)?,
+            analyze_user_reported_attachments: r
+                .bool("analyze_user_reported_attachments", false)?,
         })
     }
 }
@@ -336,7 +393,12 @@ impl VmraySettings {
             resubmit_after_days: r.int("vmray_resubmit_after_days", 7, 0, 100)?,
             retry: RetryLimits {
                 max_retries: r.int("vmray_api_max_retry", 3, 0, 10)?,
-                total_timeout_secs: u64::from(r.int("vmray_api_retry_timeout_minutes", 5, 1, 60)?) * 60,
+                total_timeout_secs: u64::from(r.int(
+                    "vmray_api_retry_timeout_minutes",
+                    5,
+                    1,
+                    60,
+                )?) * 60,
             },
             analysis_timeout_minutes: r.int("vmray_analysis_timeout_minutes", 30, 5, 720)?,
             submission_tags,
@@ -393,7 +455,11 @@ impl DefenderSettings {
         let r = Reader { vars };
         let verdicts_raw = r.string("vmray_sample_verdict", "malicious,suspicious");
         let mut indicator_verdicts = Vec::new();
-        for v in verdicts_raw.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        for v in verdicts_raw
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
             match v.to_ascii_lowercase().as_str() {
                 "malicious" => indicator_verdicts.push(Verdict::Malicious),
                 "suspicious" => indicator_verdicts.push(Verdict::Suspicious),
@@ -407,27 +473,55 @@ impl DefenderSettings {
             }
         }
         if indicator_verdicts.is_empty() {
-            return Err(Reader::err("vmray_sample_verdict", Some(&verdicts_raw), "malicious, suspicious, or both"));
+            return Err(Reader::err(
+                "vmray_sample_verdict",
+                Some(&verdicts_raw),
+                "malicious, suspicious, or both",
+            ));
         }
         Ok(DefenderSettings {
             common: Common::read(&r)?,
             entra: EntraApp::read(&r)?,
             graph_base_url: r.base_url("graph_base_url", "https://graph.microsoft.com")?,
-            defender_base_url: r.base_url("defender_base_url", "https://api.securitycenter.microsoft.com")?,
+            defender_base_url: r.base_url(
+                "defender_base_url",
+                "https://api.securitycenter.microsoft.com",
+            )?,
             indicator_verdicts,
             add_tags_to_incident: r.bool("add_tags_to_incident", true)?,
             create_indicators: r.bool("create_indicators", true)?,
             indicator_expiration_days: r.int("indicator_expiration_days", 30, 1, 365)?,
             actions: IndicatorActions {
-                malicious_url_ip: r.action("indicator_action_malicious_url_ip", IndicatorAction::Block, false)?,
-                suspicious_url_ip: r.action("indicator_action_suspicious_url_ip", IndicatorAction::Audit, false)?,
-                malicious_file: r.action("indicator_action_malicious_file", IndicatorAction::Block, true)?,
-                suspicious_file: r.action("indicator_action_suspicious_file", IndicatorAction::Audit, true)?,
+                malicious_url_ip: r.action(
+                    "indicator_action_malicious_url_ip",
+                    IndicatorAction::Block,
+                    false,
+                )?,
+                suspicious_url_ip: r.action(
+                    "indicator_action_suspicious_url_ip",
+                    IndicatorAction::Audit,
+                    false,
+                )?,
+                malicious_file: r.action(
+                    "indicator_action_malicious_file",
+                    IndicatorAction::Block,
+                    true,
+                )?,
+                suspicious_file: r.action(
+                    "indicator_action_suspicious_file",
+                    IndicatorAction::Audit,
+                    true,
+                )?,
             },
             indicator_generate_alert: r.bool("indicator_generate_alert", false)?,
             retry: RetryLimits {
                 max_retries: r.int("defender_api_max_retry", 2, 0, 10)?,
-                total_timeout_secs: u64::from(r.int("defender_api_retry_timeout_minutes", 5, 1, 60)?) * 60,
+                total_timeout_secs: u64::from(r.int(
+                    "defender_api_retry_timeout_minutes",
+                    5,
+                    1,
+                    60,
+                )?) * 60,
             },
         })
     }
@@ -439,7 +533,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k: &str| m.get(k).cloned()
     }
 
@@ -450,12 +547,18 @@ mod tests {
     #[test]
     fn defaults_match_configuration_md() {
         let d = DefenderSettings::read(&vars(&[TENANT, CLIENT, SECRET])).unwrap();
-        assert_eq!(d.indicator_verdicts, vec![Verdict::Malicious, Verdict::Suspicious]);
+        assert_eq!(
+            d.indicator_verdicts,
+            vec![Verdict::Malicious, Verdict::Suspicious]
+        );
         assert_eq!(d.indicator_expiration_days, 30);
         assert_eq!(d.actions.malicious_url_ip, IndicatorAction::Block);
         assert_eq!(d.actions.suspicious_file, IndicatorAction::Audit);
         assert_eq!(d.retry.max_retries, 2);
-        assert_eq!(d.defender_base_url, "https://api.securitycenter.microsoft.com");
+        assert_eq!(
+            d.defender_base_url,
+            "https://api.securitycenter.microsoft.com"
+        );
         let v = VmraySettings::read(&vars(&[TENANT, ("vmray_api_key", "k")])).unwrap();
         assert_eq!(v.resubmit_after_days, 7);
         assert_eq!(v.analysis_timeout_minutes, 30);
@@ -469,12 +572,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable_and_range() {
-        let e = VmraySettings::read(&vars(&[TENANT, ("vmray_api_key", "k"), ("vmray_resubmit_after_days", "101")]))
-            .unwrap_err();
+        let e = VmraySettings::read(&vars(&[
+            TENANT,
+            ("vmray_api_key", "k"),
+            ("vmray_resubmit_after_days", "101"),
+        ]))
+        .unwrap_err();
         assert_eq!(e.variable, "vmray_resubmit_after_days");
         assert!(e.to_string().contains("0 to 100"), "{e}");
-        let e = DefenderSettings::read(&vars(&[TENANT, CLIENT, SECRET, ("indicator_action_malicious_url_ip", "BlockAndRemediate")]))
-            .unwrap_err();
+        let e = DefenderSettings::read(&vars(&[
+            TENANT,
+            CLIENT,
+            SECRET,
+            ("indicator_action_malicious_url_ip", "BlockAndRemediate"),
+        ]))
+        .unwrap_err();
         assert_eq!(e.variable, "indicator_action_malicious_url_ip");
     }
 
@@ -496,12 +608,16 @@ mod tests {
         assert!(validate_base_url("http://graph.microsoft.com").is_err());
         assert!(validate_base_url("https://graph.microsoft.com/v1.0").is_err());
         assert!(validate_base_url("https://user:pw@graph.microsoft.com").is_err());
-        assert_eq!(validate_base_url("https://us.cloud.vmray.com/").unwrap(), "https://us.cloud.vmray.com");
+        assert_eq!(
+            validate_base_url("https://us.cloud.vmray.com/").unwrap(),
+            "https://us.cloud.vmray.com"
+        );
     }
 
     #[test]
     fn tenant_must_be_a_guid() {
-        let e = VmraySettings::read(&vars(&[("tenant_id", "contoso"), ("vmray_api_key", "k")])).unwrap_err();
+        let e = VmraySettings::read(&vars(&[("tenant_id", "contoso"), ("vmray_api_key", "k")]))
+            .unwrap_err();
         assert_eq!(e.variable, "tenant_id");
         assert_eq!(e.value.as_deref(), Some("contoso"));
     }

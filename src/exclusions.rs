@@ -42,7 +42,10 @@ impl Exclusions {
                 patterns.push(Pattern::Regex(re.to_string(), compiled));
             } else {
                 let glob = item.to_ascii_lowercase();
-                if !glob.chars().all(|c| c.is_ascii_alphanumeric() || "-.*_".contains(c)) {
+                if !glob
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.*_".contains(c))
+                {
                     return Err(format!(
                         "host globs of letters, digits, `-`, `.`, `_` and `*` (or `re:` expressions); `{item}` is neither"
                     ));
@@ -99,10 +102,16 @@ mod tests {
     #[test]
     fn host_globs() {
         let e = Exclusions::parse("*.safelinks.protection.outlook.com, intranet.example").unwrap();
-        assert!(e.excludes("https://eur01.safelinks.protection.outlook.com/?url=x", "eur01.safelinks.protection.outlook.com"));
+        assert!(e.excludes(
+            "https://eur01.safelinks.protection.outlook.com/?url=x",
+            "eur01.safelinks.protection.outlook.com"
+        ));
         assert!(e.excludes("http://intranet.example/a", "intranet.example"));
         assert!(!e.excludes("http://evil.example/a", "evil.example"));
-        assert!(!e.excludes("http://safelinks.protection.outlook.com.evil/", "safelinks.protection.outlook.com.evil"));
+        assert!(!e.excludes(
+            "http://safelinks.protection.outlook.com.evil/",
+            "safelinks.protection.outlook.com.evil"
+        ));
     }
 
     #[test]

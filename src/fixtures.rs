@@ -17,11 +17,20 @@ pub fn sample(id: u64) -> SampleReport {
         verdict_reason: Some("Phishing page".into()),
         vti_score: Some(90),
         classifications: vec!["Phishing".into()],
-        threat_names: vec![ThreatName { name: "Lumma".into(), sources: vec!["vti".into()] }],
-        vtis: vec![Vti { category: "Heuristics".into(), operation: "Detected phishing page".into(), score: 4 }],
+        threat_names: vec![ThreatName {
+            name: "Lumma".into(),
+            sources: vec!["vti".into()],
+        }],
+        vtis: vec![Vti {
+            category: "Heuristics".into(),
+            operation: "Detected phishing page".into(),
+            score: 4,
+        }],
         iocs: vec![],
         webif_url: "https://eu.cloud.vmray.com/samples/42".into(),
-        analysed_at: DateTime::parse_from_rfc3339("2026-12-01T10:05:00Z").unwrap().with_timezone(&Utc),
+        analysed_at: DateTime::parse_from_rfc3339("2026-12-01T10:05:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
         child_ids: vec![],
     }
 }

@@ -9,7 +9,11 @@ pub const MAX_IDS_PER_QUERY: usize = 200;
 /// Network message ids are GUIDs; anything else is refused before it gets
 /// near a query (KQL injection).
 pub fn valid_message_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'@')
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'@')
 }
 
 /// A KQL string literal with `\` and `"` escaped.
@@ -30,7 +34,11 @@ pub fn kql_string(s: &str) -> String {
 
 /// The request body for `POST /security/runHuntingQuery`.
 pub fn query_body(message_ids: &[String], lookback_days: u32) -> Value {
-    let list: Vec<String> = message_ids.iter().filter(|id| valid_message_id(id)).map(|id| kql_string(id)).collect();
+    let list: Vec<String> = message_ids
+        .iter()
+        .filter(|id| valid_message_id(id))
+        .map(|id| kql_string(id))
+        .collect();
     let query = format!(
         "EmailUrlInfo | where NetworkMessageId in ({}) | project NetworkMessageId, Url, UrlDomain, UrlLocation",
         list.join(",")
@@ -47,7 +55,8 @@ pub struct UrlRow {
 
 /// Parse the hunting response; rows without the two fields are skipped.
 pub fn parse_results(body: &[u8]) -> Result<Vec<UrlRow>, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("hunting response is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("hunting response is not JSON: {e}"))?;
     let rows = v
         .get("results")
         .or_else(|| v.get("Results"))
@@ -58,7 +67,10 @@ pub fn parse_results(body: &[u8]) -> Result<Vec<UrlRow>, String> {
         .filter_map(|r| {
             let id = r.get("NetworkMessageId")?.as_str()?;
             let url = r.get("Url")?.as_str()?;
-            Some(UrlRow { network_message_id: id.to_string(), url: url.to_string() })
+            Some(UrlRow {
+                network_message_id: id.to_string(),
+                url: url.to_string(),
+            })
         })
         .collect())
 }
@@ -79,8 +91,17 @@ mod tests {
 
     #[test]
     fn parses_rows_either_case() {
-        let rows = parse_results(br#"{"schema":[],"results":[{"NetworkMessageId":"m","Url":"http://a/"},{"Url":3}]}"#).unwrap();
-        assert_eq!(rows, vec![UrlRow { network_message_id: "m".into(), url: "http://a/".into() }]);
+        let rows = parse_results(
+            br#"{"schema":[],"results":[{"NetworkMessageId":"m","Url":"http://a/"},{"Url":3}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![UrlRow {
+                network_message_id: "m".into(),
+                url: "http://a/".into()
+            }]
+        );
         assert!(parse_results(b"{}").is_err());
     }
 }

@@ -31,22 +31,39 @@ pub struct Origin<'a> {
 }
 
 /// Build the indicator for an IOC, or `None` when its verdict is not chosen.
-pub fn draft(ioc: &Ioc, origin: &Origin, s: &DefenderSettings, now: DateTime<Utc>) -> Option<IndicatorDraft> {
+pub fn draft(
+    ioc: &Ioc,
+    origin: &Origin,
+    s: &DefenderSettings,
+    now: DateTime<Utc>,
+) -> Option<IndicatorDraft> {
     if !s.indicator_verdicts.contains(&ioc.verdict) {
         return None;
     }
     let configured = s.actions.for_ioc(ioc.verdict, ioc.kind)?;
-    let (action, corrected) = if configured == IndicatorAction::BlockAndRemediate && !ioc.kind.is_file() {
-        (IndicatorAction::Block, Some(format!("BlockAndRemediate is invalid for {} indicators; Block used", ioc.kind.as_str())))
-    } else {
-        (configured, None)
-    };
+    let (action, corrected) =
+        if configured == IndicatorAction::BlockAndRemediate && !ioc.kind.is_file() {
+            (
+                IndicatorAction::Block,
+                Some(format!(
+                    "BlockAndRemediate is invalid for {} indicators; Block used",
+                    ioc.kind.as_str()
+                )),
+            )
+        } else {
+            (configured, None)
+        };
     // Defender requires generateAlert for Audit.
     let generate_alert = s.indicator_generate_alert || action == IndicatorAction::Audit;
-    let severity = if ioc.verdict == Verdict::Malicious { "High" } else { "Medium" };
+    let severity = if ioc.verdict == Verdict::Malicious {
+        "High"
+    } else {
+        "Medium"
+    };
     let expires = now + Duration::days(i64::from(s.indicator_expiration_days));
     let title = format!("VMRay: {} {}", ioc.verdict.as_str(), ioc.kind.noun());
-    let description = format!(
+    let description =
+        format!(
         "VMRay rated this {} {} in sample {}{} while analysing Defender for Office 365 alert {}.",
         ioc.kind.noun(),
         ioc.verdict.as_str(),
@@ -66,12 +83,23 @@ pub fn draft(ioc: &Ioc, origin: &Origin, s: &DefenderSettings, now: DateTime<Utc
         "generateAlert": generate_alert,
         "application": "VMRay",
     });
-    Some(IndicatorDraft { ioc: ioc.clone(), action, generate_alert, expires, body, corrected })
+    Some(IndicatorDraft {
+        ioc: ioc.clone(),
+        action,
+        generate_alert,
+        expires,
+        body,
+        corrected,
+    })
 }
 
 /// Is a fresh write needed, given what we wrote before? Once per expiration
 /// period, or sooner when the action changed.
-pub fn needs_write(prev: Option<&IndicatorRecord>, draft: &IndicatorDraft, now: DateTime<Utc>) -> bool {
+pub fn needs_write(
+    prev: Option<&IndicatorRecord>,
+    draft: &IndicatorDraft,
+    now: DateTime<Utc>,
+) -> bool {
     match prev {
         None => true,
         Some(p) => p.expires <= now + Duration::days(1) || p.action != draft.action,
@@ -92,14 +120,25 @@ pub struct ImportItem {
 }
 
 pub fn parse_import_response(body: &[u8]) -> Result<Vec<ImportItem>, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("indicator import response is not JSON: {e}"))?;
-    let items = v.get("value").and_then(Value::as_array).ok_or("indicator import response: field `value` is missing")?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("indicator import response is not JSON: {e}"))?;
+    let items = v
+        .get("value")
+        .and_then(Value::as_array)
+        .ok_or("indicator import response: field `value` is missing")?;
     Ok(items
         .iter()
         .map(|i| ImportItem {
-            indicator: i.get("indicator").and_then(Value::as_str).unwrap_or_default().to_string(),
+            indicator: i
+                .get("indicator")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             failed: i.get("isFailed").and_then(Value::as_bool).unwrap_or(true),
-            reason: i.get("failureReason").and_then(Value::as_str).map(|r| crate::vmray::clean_text(r)),
+            reason: i
+                .get("failureReason")
+                .and_then(Value::as_str)
+                .map(crate::vmray::clean_text),
         })
         .collect())
 }
@@ -125,25 +164,40 @@ mod tests {
     }
 
     fn origin() -> Origin<'static> {
-        Origin { sample_id: 42, sample_url: Some("http://evil.example/"), alert_id: "a1" }
+        Origin {
+            sample_id: 42,
+            sample_url: Some("http://evil.example/"),
+            alert_id: "a1",
+        }
     }
 
     #[test]
     fn actions_per_verdict_and_kind() {
         let s = settings(&[]);
         let now = Utc::now();
-        let url = Ioc { kind: IndicatorKind::Url, value: "http://evil.example/p".into(), verdict: Verdict::Malicious };
+        let url = Ioc {
+            kind: IndicatorKind::Url,
+            value: "http://evil.example/p".into(),
+            verdict: Verdict::Malicious,
+        };
         let d = draft(&url, &origin(), &s, now).unwrap();
         assert_eq!(d.action, IndicatorAction::Block);
         assert_eq!(d.body["severity"], "High");
         assert_eq!(d.body["indicatorType"], "Url");
         assert_eq!(d.body["generateAlert"], false);
-        let sus = Ioc { kind: IndicatorKind::FileSha256, value: "ab".repeat(32), verdict: Verdict::Suspicious };
+        let sus = Ioc {
+            kind: IndicatorKind::FileSha256,
+            value: "ab".repeat(32),
+            verdict: Verdict::Suspicious,
+        };
         let d = draft(&sus, &origin(), &s, now).unwrap();
         assert_eq!(d.action, IndicatorAction::Audit);
         assert_eq!(d.body["generateAlert"], true, "Audit forces generateAlert");
         assert_eq!(d.body["severity"], "Medium");
-        let clean = Ioc { verdict: Verdict::Clean, ..url.clone() };
+        let clean = Ioc {
+            verdict: Verdict::Clean,
+            ..url.clone()
+        };
         assert!(draft(&clean, &origin(), &s, now).is_none());
         let only_mal = settings(&[("vmray_sample_verdict", "malicious")]);
         assert!(draft(&sus, &origin(), &only_mal, now).is_none());
@@ -160,9 +214,20 @@ mod tests {
     fn written_once_per_period() {
         let s = settings(&[]);
         let now = Utc::now();
-        let ioc = Ioc { kind: IndicatorKind::DomainName, value: "evil.example".into(), verdict: Verdict::Malicious };
+        let ioc = Ioc {
+            kind: IndicatorKind::DomainName,
+            value: "evil.example".into(),
+            verdict: Verdict::Malicious,
+        };
         let d = draft(&ioc, &origin(), &s, now).unwrap();
-        let rec = IndicatorRecord { v: 1, value: ioc.value.clone(), kind: ioc.kind, action: d.action, expires: d.expires, written_at: now };
+        let rec = IndicatorRecord {
+            v: 1,
+            value: ioc.value.clone(),
+            kind: ioc.kind,
+            action: d.action,
+            expires: d.expires,
+            written_at: now,
+        };
         assert!(!needs_write(Some(&rec), &d, now + Duration::days(10)));
         assert!(needs_write(Some(&rec), &d, now + Duration::days(30)));
         assert!(needs_write(None, &d, now));

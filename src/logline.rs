@@ -16,7 +16,12 @@ pub struct Logger {
 
 impl Logger {
     pub fn new(component: &'static str, run: String, min_level: LogLevel) -> Logger {
-        Logger { component, run, min_level, secrets: Vec::new() }
+        Logger {
+            component,
+            run,
+            min_level,
+            secrets: Vec::new(),
+        }
     }
 
     /// Values that must never be printed (keys, client secrets, tokens).
@@ -35,12 +40,21 @@ impl Logger {
     }
 
     /// The line for an event, or `None` below the configured level.
-    pub fn line(&self, now: DateTime<Utc>, level: LogLevel, event: &str, fields: &[(&str, Value)]) -> Option<String> {
+    pub fn line(
+        &self,
+        now: DateTime<Utc>,
+        level: LogLevel,
+        event: &str,
+        fields: &[(&str, Value)],
+    ) -> Option<String> {
         if !self.enabled(level) {
             return None;
         }
         let mut m = Map::new();
-        m.insert("ts".into(), now.to_rfc3339_opts(SecondsFormat::Millis, true).into());
+        m.insert(
+            "ts".into(),
+            now.to_rfc3339_opts(SecondsFormat::Millis, true).into(),
+        );
         m.insert("level".into(), level.as_str().into());
         m.insert("component".into(), self.component.into());
         m.insert("run".into(), self.run.clone().into());
@@ -72,7 +86,14 @@ mod tests {
     fn lines_are_json_with_run_id_and_no_secrets() {
         let mut l = Logger::new("vmray", "run-1".into(), LogLevel::Info);
         l.add_secret("sekrit-key");
-        let line = l.line(Utc::now(), LogLevel::Warn, "retry", &[("error", json!("auth sekrit-key failed"))]).unwrap();
+        let line = l
+            .line(
+                Utc::now(),
+                LogLevel::Warn,
+                "retry",
+                &[("error", json!("auth sekrit-key failed"))],
+            )
+            .unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["run"], "run-1");
         assert_eq!(v["event"], "retry");

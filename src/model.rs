@@ -114,7 +114,10 @@ impl IndicatorKind {
     }
 
     pub fn is_file(self) -> bool {
-        matches!(self, IndicatorKind::FileSha256 | IndicatorKind::FileSha1 | IndicatorKind::FileMd5)
+        matches!(
+            self,
+            IndicatorKind::FileSha256 | IndicatorKind::FileSha1 | IndicatorKind::FileMd5
+        )
     }
 
     /// A short human word for titles: "file", "URL", "domain", "IP".

@@ -28,10 +28,18 @@ pub fn graph_time(t: DateTime<Utc>) -> String {
 
 /// The first page's URL for this tick.
 pub fn alerts_url(graph_base: &str, cursor: Option<&Cursor>, now: DateTime<Utc>) -> String {
-    let since = cursor.map(|c| c.since).unwrap_or(now - Duration::hours(INITIAL_LOOKBACK_HOURS));
-    let filter = format!("serviceSource eq '{MDO_SERVICE_SOURCE}' and lastUpdateDateTime ge {}", graph_time(since));
-    let mut url = url::Url::parse(&format!("{graph_base}/v1.0/security/alerts_v2")).expect("validated base URL");
-    url.query_pairs_mut().append_pair("$filter", &filter).append_pair("$top", &PAGE_SIZE.to_string());
+    let since = cursor
+        .map(|c| c.since)
+        .unwrap_or(now - Duration::hours(INITIAL_LOOKBACK_HOURS));
+    let filter = format!(
+        "serviceSource eq '{MDO_SERVICE_SOURCE}' and lastUpdateDateTime ge {}",
+        graph_time(since)
+    );
+    let mut url = url::Url::parse(&format!("{graph_base}/v1.0/security/alerts_v2"))
+        .expect("validated base URL");
+    url.query_pairs_mut()
+        .append_pair("$filter", &filter)
+        .append_pair("$top", &PAGE_SIZE.to_string());
     url.to_string()
 }
 
@@ -56,10 +64,16 @@ pub enum Intake {
 /// Decide about one listed alert that has no record yet.
 pub fn intake(alert: &Alert, s: &PollerSettings, now: DateTime<Utc>) -> Intake {
     if alert.service_source != MDO_SERVICE_SOURCE {
-        return Intake::Ignore(format!("service source `{}` is not MDO", alert.service_source));
+        return Intake::Ignore(format!(
+            "service source `{}` is not MDO",
+            alert.service_source
+        ));
     }
     if !s.alert_severities.contains(&alert.severity) {
-        return Intake::Ignore(format!("severity {:?} is not in alert_severities", alert.severity));
+        return Intake::Ignore(format!(
+            "severity {:?} is not in alert_severities",
+            alert.severity
+        ));
     }
     if now - alert.created < Duration::minutes(i64::from(s.minimum_alert_age_minutes)) {
         return Intake::TooYoung;
@@ -76,34 +90,55 @@ pub fn intake(alert: &Alert, s: &PollerSettings, now: DateTime<Utc>) -> Intake {
         skipped: Vec::new(),
         stage: AlertStage::Ready,
     };
-    add_urls(&mut record, alert.evidence_urls.iter().map(String::as_str), &s.url_exclusions);
+    add_urls(
+        &mut record,
+        alert.evidence_urls.iter().map(String::as_str),
+        &s.url_exclusions,
+    );
     record.stage = if alert.needs_hunting() {
-        AlertStage::AwaitingUrls { tries: 0, next_try: now }
+        AlertStage::AwaitingUrls {
+            tries: 0,
+            next_try: now,
+        }
     } else if !record.urls.is_empty() {
         AlertStage::Ready
     } else if alert.is_teams {
-        AlertStage::NoUrls { reason: "Teams alerts carry no URL that Defender's APIs expose".into() }
+        AlertStage::NoUrls {
+            reason: "Teams alerts carry no URL that Defender's APIs expose".into(),
+        }
     } else {
-        AlertStage::NoUrls { reason: "the alert names no URL and no e-mail message to look one up by".into() }
+        AlertStage::NoUrls {
+            reason: "the alert names no URL and no e-mail message to look one up by".into(),
+        }
     };
     Intake::Take(record)
 }
 
 /// Add raw URLs to a record: normalise, de-duplicate, apply exclusions, and
 /// note what was skipped and why.
-pub fn add_urls<'a>(record: &mut AlertRecord, raw: impl Iterator<Item = &'a str>, exclusions: &Exclusions) {
+pub fn add_urls<'a>(
+    record: &mut AlertRecord,
+    raw: impl Iterator<Item = &'a str>,
+    exclusions: &Exclusions,
+) {
     for r in raw {
         let shown: String = r.chars().take(200).collect();
         match normalize(r) {
-            Ok(n) if exclusions.excludes(&n.url, &n.host) => {
-                note_skip(record, n.url.chars().take(200).collect(), "matches url_exclusion_patterns")
-            }
+            Ok(n) if exclusions.excludes(&n.url, &n.host) => note_skip(
+                record,
+                n.url.chars().take(200).collect(),
+                "matches url_exclusion_patterns",
+            ),
             Ok(n) => {
                 if record.urls.iter().any(|u| u.url == n.url) {
                     continue;
                 }
                 if record.urls.len() >= MAX_URLS_PER_ALERT {
-                    note_skip(record, n.url.chars().take(200).collect(), "more URLs than the per-alert limit");
+                    note_skip(
+                        record,
+                        n.url.chars().take(200).collect(),
+                        "more URLs than the per-alert limit",
+                    );
                     continue;
                 }
                 let key = url_key(&n.url);
@@ -116,7 +151,10 @@ pub fn add_urls<'a>(record: &mut AlertRecord, raw: impl Iterator<Item = &'a str>
 
 fn note_skip(record: &mut AlertRecord, url: String, reason: &str) {
     if record.skipped.len() < 20 && !record.skipped.iter().any(|s| s.url == url) {
-        record.skipped.push(SkippedUrl { url, reason: reason.to_string() });
+        record.skipped.push(SkippedUrl {
+            url,
+            reason: reason.to_string(),
+        });
     }
 }
 
@@ -128,7 +166,9 @@ pub fn hunting_due(record: &AlertRecord, now: DateTime<Utc>) -> bool {
 /// Look-back of this tick's one query: 24 h while any alert is on its first
 /// try, else the configured e-mail look-back.
 pub fn hunting_lookback_days(due: &[&AlertRecord], email_lookback_days: u32) -> u32 {
-    let any_first = due.iter().any(|r| matches!(r.stage, AlertStage::AwaitingUrls { tries: 0, .. }));
+    let any_first = due
+        .iter()
+        .any(|r| matches!(r.stage, AlertStage::AwaitingUrls { tries: 0, .. }));
     if any_first {
         1
     } else {
@@ -137,10 +177,22 @@ pub fn hunting_lookback_days(due: &[&AlertRecord], email_lookback_days: u32) -> 
 }
 
 /// Apply one hunting answer to a record that was due.
-pub fn apply_hunting(record: &mut AlertRecord, rows: &[UrlRow], exclusions: &Exclusions, now: DateTime<Utc>) {
-    let AlertStage::AwaitingUrls { tries, .. } = record.stage else { return };
+pub fn apply_hunting(
+    record: &mut AlertRecord,
+    rows: &[UrlRow],
+    exclusions: &Exclusions,
+    now: DateTime<Utc>,
+) {
+    let AlertStage::AwaitingUrls { tries, .. } = record.stage else {
+        return;
+    };
     let before = record.urls.len() + record.skipped.len();
-    let mine = rows.iter().filter(|r| record.network_message_ids.iter().any(|id| id.eq_ignore_ascii_case(&r.network_message_id)));
+    let mine = rows.iter().filter(|r| {
+        record
+            .network_message_ids
+            .iter()
+            .any(|id| id.eq_ignore_ascii_case(&r.network_message_id))
+    });
     let raw: Vec<String> = mine.map(|r| r.url.clone()).collect();
     add_urls(record, raw.iter().map(String::as_str), exclusions);
     let found = record.urls.len() + record.skipped.len() > before;
@@ -152,7 +204,10 @@ pub fn apply_hunting(record: &mut AlertRecord, rows: &[UrlRow], exclusions: &Exc
             reason: format!("advanced hunting (EmailUrlInfo) had no URL for the alert's e-mail after {tries} tries"),
         }
     } else {
-        AlertStage::AwaitingUrls { tries, next_try: now + Duration::minutes(HUNTING_RETRY_MINUTES) }
+        AlertStage::AwaitingUrls {
+            tries,
+            next_try: now + Duration::minutes(HUNTING_RETRY_MINUTES),
+        }
     };
 }
 
@@ -170,7 +225,10 @@ pub fn next_cursor(
     let candidate = newest_seen.map(|n| n.min(cap))?;
     match old {
         Some(c) if c.since >= candidate => None,
-        _ => Some(Cursor { v: SCHEMA, since: candidate }),
+        _ => Some(Cursor {
+            v: SCHEMA,
+            since: candidate,
+        }),
     }
 }
 
@@ -213,7 +271,9 @@ mod tests {
     fn young_alerts_wait_and_others_await_hunting() {
         let now = Utc::now();
         assert_eq!(intake(&alert(2, now), &settings(), now), Intake::TooYoung);
-        let Intake::Take(r) = intake(&alert(10, now), &settings(), now) else { panic!() };
+        let Intake::Take(r) = intake(&alert(10, now), &settings(), now) else {
+            panic!()
+        };
         assert!(hunting_due(&r, now));
         assert_eq!(hunting_lookback_days(&[&r], 7), 1);
     }
@@ -222,12 +282,26 @@ mod tests {
     fn hunting_fills_urls_and_gives_up_after_tries() {
         let now = Utc::now();
         let s = settings();
-        let Intake::Take(mut r) = intake(&alert(10, now), &s, now) else { panic!() };
+        let Intake::Take(mut r) = intake(&alert(10, now), &s, now) else {
+            panic!()
+        };
         let rows = vec![
-            UrlRow { network_message_id: "NM-1".into(), url: "http://Evil.example/x#f".into() },
-            UrlRow { network_message_id: "nm-1".into(), url: "http://a.intranet.example/".into() },
-            UrlRow { network_message_id: "nm-1".into(), url: "javascript:alert(1)".into() },
-            UrlRow { network_message_id: "other".into(), url: "http://not-mine.example/".into() },
+            UrlRow {
+                network_message_id: "NM-1".into(),
+                url: "http://Evil.example/x#f".into(),
+            },
+            UrlRow {
+                network_message_id: "nm-1".into(),
+                url: "http://a.intranet.example/".into(),
+            },
+            UrlRow {
+                network_message_id: "nm-1".into(),
+                url: "javascript:alert(1)".into(),
+            },
+            UrlRow {
+                network_message_id: "other".into(),
+                url: "http://not-mine.example/".into(),
+            },
         ];
         apply_hunting(&mut r, &rows, &s.url_exclusions, now);
         assert_eq!(r.stage, AlertStage::Ready);
@@ -235,9 +309,14 @@ mod tests {
         assert_eq!(r.urls[0].url, "http://evil.example/x");
         assert_eq!(r.skipped.len(), 2);
 
-        let Intake::Take(mut r) = intake(&alert(10, now), &s, now) else { panic!() };
+        let Intake::Take(mut r) = intake(&alert(10, now), &s, now) else {
+            panic!()
+        };
         for i in 0..MAX_HUNTING_TRIES {
-            assert!(matches!(r.stage, AlertStage::AwaitingUrls { .. }), "try {i}");
+            assert!(
+                matches!(r.stage, AlertStage::AwaitingUrls { .. }),
+                "try {i}"
+            );
             apply_hunting(&mut r, &[], &s.url_exclusions, now);
         }
         assert!(matches!(r.stage, AlertStage::NoUrls { .. }));
@@ -248,16 +327,30 @@ mod tests {
         let now = Utc::now();
         let c = next_cursor(None, Some(now - Duration::minutes(1)), now, 5).unwrap();
         assert_eq!(c.since, now - Duration::minutes(5));
-        assert_eq!(next_cursor(Some(&c), Some(now - Duration::minutes(30)), now, 5), None);
+        assert_eq!(
+            next_cursor(Some(&c), Some(now - Duration::minutes(30)), now, 5),
+            None
+        );
         assert_eq!(next_cursor(Some(&c), None, now, 5), None);
     }
 
     #[test]
     fn filter_and_next_link() {
-        let now = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let u = alerts_url("https://graph.microsoft.com", None, now);
-        assert!(u.contains("lastUpdateDateTime+ge+2026-11-30T10%3A00%3A00Z"), "{u}");
-        assert!(next_link_allowed("https://graph.microsoft.com", "https://graph.microsoft.com/v1.0/x?$skiptoken=1"));
-        assert!(!next_link_allowed("https://graph.microsoft.com", "https://evil.example/v1.0/x"));
+        assert!(
+            u.contains("lastUpdateDateTime+ge+2026-11-30T10%3A00%3A00Z"),
+            "{u}"
+        );
+        assert!(next_link_allowed(
+            "https://graph.microsoft.com",
+            "https://graph.microsoft.com/v1.0/x?$skiptoken=1"
+        ));
+        assert!(!next_link_allowed(
+            "https://graph.microsoft.com",
+            "https://evil.example/v1.0/x"
+        ));
     }
 }

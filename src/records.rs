@@ -30,7 +30,11 @@ pub mod keys {
     use super::*;
 
     fn id_part(id: &str) -> String {
-        if id.len() <= 80 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if id.len() <= 80
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             id.to_string()
         } else {
             format!("h{}", short_hash(id))
@@ -62,7 +66,11 @@ pub mod keys {
         format!("mdo:{tenant}:wb:{}", id_part(alert_id))
     }
     pub fn indicator(tenant: &str, kind: IndicatorKind, value: &str) -> String {
-        format!("mdo:{tenant}:ind:{}:{}", kind.as_str(), short_hash(&value.to_ascii_lowercase()))
+        format!(
+            "mdo:{tenant}:ind:{}:{}",
+            kind.as_str(),
+            short_hash(&value.to_ascii_lowercase())
+        )
     }
     pub fn incident(tenant: &str, incident_id: &str) -> String {
         format!("mdo:{tenant}:inc:{}", id_part(incident_id))
@@ -89,10 +97,17 @@ struct VersionOnly {
 
 /// Decode a record, refusing versions newer than this build understands.
 pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, RecordError> {
-    let err = |problem: String| RecordError { key: key.to_string(), problem };
-    let version: VersionOnly = serde_json::from_slice(bytes).map_err(|e| err(format!("no schema version ({e})")))?;
+    let err = |problem: String| RecordError {
+        key: key.to_string(),
+        problem,
+    };
+    let version: VersionOnly =
+        serde_json::from_slice(bytes).map_err(|e| err(format!("no schema version ({e})")))?;
     if version.v > SCHEMA {
-        return Err(err(format!("schema version {} is newer than this build's {SCHEMA}", version.v)));
+        return Err(err(format!(
+            "schema version {} is newer than this build's {SCHEMA}",
+            version.v
+        )));
     }
     serde_json::from_slice(bytes).map_err(|e| err(e.to_string()))
 }
@@ -170,9 +185,18 @@ pub enum UrlState {
     /// the submit's fate is unknown and must be reconciled, never repeated blindly.
     Submitting { since: DateTime<Utc>, attempts: u32 },
     /// VMRay accepted the submission; follow it.
-    Running { submission_id: u64, sample_id: u64, submitted_at: DateTime<Utc> },
+    Running {
+        submission_id: u64,
+        sample_id: u64,
+        submitted_at: DateTime<Utc>,
+    },
     /// Results collected into sample records.
-    Done { sample_id: u64, submission_id: Option<u64>, analysed_at: DateTime<Utc>, reused: bool },
+    Done {
+        sample_id: u64,
+        submission_id: Option<u64>,
+        analysed_at: DateTime<Utc>,
+        reused: bool,
+    },
     /// Gave up (timeout, VMRay error); `at` lets a later alert try again.
     Failed { reason: String, at: DateTime<Utc> },
 }
@@ -234,7 +258,12 @@ pub struct UrlResult {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum UrlOutcome {
     /// Sample (with children in their own records) ready to report.
-    Sample { sample_id: u64, submission_id: Option<u64>, analysed_at: DateTime<Utc>, reused: bool },
+    Sample {
+        sample_id: u64,
+        submission_id: Option<u64>,
+        analysed_at: DateTime<Utc>,
+        reused: bool,
+    },
     /// No result; the reason goes on the alert.
     Failed { reason: String },
 }
@@ -288,7 +317,10 @@ mod tests {
         assert!(k.len() < 120, "{k}");
         assert!(!k.contains(['/', '\\', '?', '#']));
         assert_eq!(keys::alert(t, "da637"), format!("mdo:{t}:alert:da637"));
-        assert_eq!(keys::indicator(t, IndicatorKind::DomainName, "Evil.Example"), keys::indicator(t, IndicatorKind::DomainName, "evil.example"));
+        assert_eq!(
+            keys::indicator(t, IndicatorKind::DomainName, "Evil.Example"),
+            keys::indicator(t, IndicatorKind::DomainName, "evil.example")
+        );
     }
 
     #[test]
@@ -296,11 +328,17 @@ mod tests {
         let rec = UrlAnalysis {
             v: SCHEMA,
             url: "http://a.example/".into(),
-            state: UrlState::Running { submission_id: 1, sample_id: 2, submitted_at: Utc::now() },
+            state: UrlState::Running {
+                submission_id: 1,
+                sample_id: 2,
+                submitted_at: Utc::now(),
+            },
         };
         let bytes = encode(&rec);
         assert_eq!(decode::<UrlAnalysis>("k", &bytes).unwrap(), rec);
-        let future = String::from_utf8(bytes).unwrap().replace("\"v\":1", "\"v\":99");
+        let future = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"v\":1", "\"v\":99");
         let e = decode::<UrlAnalysis>("k", future.as_bytes()).unwrap_err();
         assert!(e.problem.contains("newer"), "{e}");
         assert!(decode::<UrlAnalysis>("k", b"garbage").is_err());

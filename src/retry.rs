@@ -26,7 +26,10 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 pub enum Outcome {
     /// The request never got an HTTP answer (refused, reset, timed out).
     NoResponse,
-    Status { code: u16, retry_after: Option<Duration> },
+    Status {
+        code: u16,
+        retry_after: Option<Duration>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,7 +68,10 @@ pub fn decide(
         return Decision::GiveUp;
     }
     let wait = match outcome {
-        Outcome::Status { retry_after: Some(d), .. } => d,
+        Outcome::Status {
+            retry_after: Some(d),
+            ..
+        } => d,
         _ => {
             let backoff = BASE_DELAY_MS * 2f64.powi(retries_done.min(10) as i32);
             Duration::from_millis((backoff * (0.5 + jitter.clamp(0.0, 1.0) / 2.0)) as u64)
@@ -82,12 +88,18 @@ pub fn decide(
 mod tests {
     use super::*;
 
-    const LIMITS: RetryLimits = RetryLimits { max_retries: 3, total_timeout_secs: 300 };
+    const LIMITS: RetryLimits = RetryLimits {
+        max_retries: 3,
+        total_timeout_secs: 300,
+    };
     const LOTS: Duration = Duration::from_secs(25);
 
     #[test]
     fn retry_after_fractional_seconds() {
-        assert_eq!(parse_retry_after("2.128"), Some(Duration::from_millis(2128)));
+        assert_eq!(
+            parse_retry_after("2.128"),
+            Some(Duration::from_millis(2128))
+        );
         assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(parse_retry_after("-1"), None);
@@ -95,29 +107,80 @@ mod tests {
 
     #[test]
     fn obeys_retry_after_and_limits() {
-        let t429 = Outcome::Status { code: 429, retry_after: Some(Duration::from_millis(2128)) };
-        assert_eq!(decide(t429, false, 0, Duration::ZERO, LOTS, LIMITS, 0.3), Decision::Retry(Duration::from_millis(2128)));
-        assert_eq!(decide(t429, true, 3, Duration::ZERO, LOTS, LIMITS, 0.3), Decision::GiveUp);
-        let long = Outcome::Status { code: 429, retry_after: Some(Duration::from_secs(60)) };
-        assert_eq!(decide(long, true, 0, Duration::ZERO, LOTS, LIMITS, 0.3), Decision::GiveUp, "deferred to a later tick");
+        let t429 = Outcome::Status {
+            code: 429,
+            retry_after: Some(Duration::from_millis(2128)),
+        };
+        assert_eq!(
+            decide(t429, false, 0, Duration::ZERO, LOTS, LIMITS, 0.3),
+            Decision::Retry(Duration::from_millis(2128))
+        );
+        assert_eq!(
+            decide(t429, true, 3, Duration::ZERO, LOTS, LIMITS, 0.3),
+            Decision::GiveUp
+        );
+        let long = Outcome::Status {
+            code: 429,
+            retry_after: Some(Duration::from_secs(60)),
+        };
+        assert_eq!(
+            decide(long, true, 0, Duration::ZERO, LOTS, LIMITS, 0.3),
+            Decision::GiveUp,
+            "deferred to a later tick"
+        );
     }
 
     #[test]
     fn never_retries_a_submit_blindly() {
-        let e500 = Outcome::Status { code: 500, retry_after: None };
-        assert_eq!(decide(e500, false, 0, Duration::ZERO, LOTS, LIMITS, 0.0), Decision::GiveUp);
-        assert_eq!(decide(Outcome::NoResponse, false, 0, Duration::ZERO, LOTS, LIMITS, 0.0), Decision::GiveUp);
-        assert!(matches!(decide(e500, true, 0, Duration::ZERO, LOTS, LIMITS, 0.0), Decision::Retry(_)));
-        let e400 = Outcome::Status { code: 400, retry_after: None };
-        assert_eq!(decide(e400, true, 0, Duration::ZERO, LOTS, LIMITS, 0.0), Decision::GiveUp);
+        let e500 = Outcome::Status {
+            code: 500,
+            retry_after: None,
+        };
+        assert_eq!(
+            decide(e500, false, 0, Duration::ZERO, LOTS, LIMITS, 0.0),
+            Decision::GiveUp
+        );
+        assert_eq!(
+            decide(
+                Outcome::NoResponse,
+                false,
+                0,
+                Duration::ZERO,
+                LOTS,
+                LIMITS,
+                0.0
+            ),
+            Decision::GiveUp
+        );
+        assert!(matches!(
+            decide(e500, true, 0, Duration::ZERO, LOTS, LIMITS, 0.0),
+            Decision::Retry(_)
+        ));
+        let e400 = Outcome::Status {
+            code: 400,
+            retry_after: None,
+        };
+        assert_eq!(
+            decide(e400, true, 0, Duration::ZERO, LOTS, LIMITS, 0.0),
+            Decision::GiveUp
+        );
     }
 
     #[test]
     fn backoff_grows_with_jitter() {
-        let e503 = Outcome::Status { code: 503, retry_after: None };
-        let Decision::Retry(a) = decide(e503, true, 0, Duration::ZERO, LOTS, LIMITS, 0.0) else { panic!() };
-        let Decision::Retry(b) = decide(e503, true, 2, Duration::ZERO, LOTS, LIMITS, 0.0) else { panic!() };
-        let Decision::Retry(c) = decide(e503, true, 2, Duration::ZERO, LOTS, LIMITS, 0.99) else { panic!() };
+        let e503 = Outcome::Status {
+            code: 503,
+            retry_after: None,
+        };
+        let Decision::Retry(a) = decide(e503, true, 0, Duration::ZERO, LOTS, LIMITS, 0.0) else {
+            panic!()
+        };
+        let Decision::Retry(b) = decide(e503, true, 2, Duration::ZERO, LOTS, LIMITS, 0.0) else {
+            panic!()
+        };
+        let Decision::Retry(c) = decide(e503, true, 2, Duration::ZERO, LOTS, LIMITS, 0.99) else {
+            panic!()
+        };
         assert!(a < b && b < c, "{a:?} {b:?} {c:?}");
     }
 }

@@ -11,7 +11,11 @@ pub const MAX_THREAT_TAGS: usize = 10;
 
 /// Keep what Defender accepts in a tag: letters, digits, space and `-_.`.
 pub fn clean_tag_text(s: &str) -> String {
-    let kept: String = s.chars().filter(|c| c.is_alphanumeric() || " -_.".contains(*c)).take(64).collect();
+    let kept: String = s
+        .chars()
+        .filter(|c| c.is_alphanumeric() || " -_.".contains(*c))
+        .take(64)
+        .collect();
     kept.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -24,7 +28,8 @@ pub fn threat_names(samples: &[&SampleReport]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for s in samples {
         for t in &s.threat_names {
-            let av_only = !t.sources.is_empty() && t.sources.iter().all(|src| src.eq_ignore_ascii_case("av"));
+            let av_only =
+                !t.sources.is_empty() && t.sources.iter().all(|src| src.eq_ignore_ascii_case("av"));
             let name = clean_tag_text(&t.name);
             if !av_only && !name.is_empty() && !out.contains(&name) {
                 out.push(name);
@@ -38,7 +43,12 @@ pub fn threat_names(samples: &[&SampleReport]) -> Vec<String> {
 ///
 /// `prev` is what this connector tagged before (its own record); the new
 /// verdict is the most severe of the previous one and this alert's.
-pub fn merge(existing: &[String], prev: Option<&IncidentTags>, verdict: Verdict, names: &[String]) -> (Vec<String>, IncidentTags) {
+pub fn merge(
+    existing: &[String],
+    prev: Option<&IncidentTags>,
+    verdict: Verdict,
+    names: &[String],
+) -> (Vec<String>, IncidentTags) {
     let best = prev.map(|p| p.verdict.max(verdict)).unwrap_or(verdict);
     let mut owned_names: Vec<String> = prev.map(|p| p.threat_names.clone()).unwrap_or_default();
     for n in names {
@@ -61,11 +71,25 @@ pub fn merge(existing: &[String], prev: Option<&IncidentTags>, verdict: Verdict,
             tags.push(tag);
         }
     }
-    (tags, IncidentTags { v: SCHEMA, verdict: best, threat_names: owned_names })
+    (
+        tags,
+        IncidentTags {
+            v: SCHEMA,
+            verdict: best,
+            threat_names: owned_names,
+        },
+    )
 }
 
 fn is_our_verdict_tag(t: &str) -> bool {
-    [Verdict::NotAvailable, Verdict::Clean, Verdict::Suspicious, Verdict::Malicious].iter().any(|v| t == verdict_tag(*v))
+    [
+        Verdict::NotAvailable,
+        Verdict::Clean,
+        Verdict::Suspicious,
+        Verdict::Malicious,
+    ]
+    .iter()
+    .any(|v| t == verdict_tag(*v))
 }
 
 #[cfg(test)]
@@ -75,12 +99,24 @@ mod tests {
 
     #[test]
     fn never_downgrades_and_keeps_others() {
-        let existing = vec!["Phish campaign 12".to_string(), "VMRay: malicious".to_string()];
-        let prev = IncidentTags { v: 1, verdict: Verdict::Malicious, threat_names: vec![] };
+        let existing = vec![
+            "Phish campaign 12".to_string(),
+            "VMRay: malicious".to_string(),
+        ];
+        let prev = IncidentTags {
+            v: 1,
+            verdict: Verdict::Malicious,
+            threat_names: vec![],
+        };
         let (tags, own) = merge(&existing, Some(&prev), Verdict::Clean, &[]);
         assert_eq!(tags, vec!["Phish campaign 12", "VMRay: malicious"]);
         assert_eq!(own.verdict, Verdict::Malicious);
-        let (tags, _) = merge(&["VMRay: suspicious".into(), "x".into()], None, Verdict::Malicious, &["Lumma".into()]);
+        let (tags, _) = merge(
+            &["VMRay: suspicious".into(), "x".into()],
+            None,
+            Verdict::Malicious,
+            &["Lumma".into()],
+        );
         assert_eq!(tags, vec!["x", "VMRay: malicious", "VMRay threat: Lumma"]);
     }
 
@@ -88,8 +124,14 @@ mod tests {
     fn av_only_names_and_bad_characters_dropped() {
         let mut s = crate::fixtures::sample(1);
         s.threat_names = vec![
-            ThreatName { name: "Trojan.Gen/<script>".into(), sources: vec!["av".into()] },
-            ThreatName { name: "Lumma <b>Stealer</b>\n".into(), sources: vec!["vti".into(), "av".into()] },
+            ThreatName {
+                name: "Trojan.Gen/<script>".into(),
+                sources: vec!["av".into()],
+            },
+            ThreatName {
+                name: "Lumma <b>Stealer</b>\n".into(),
+                sources: vec!["vti".into(), "av".into()],
+            },
         ];
         assert_eq!(threat_names(&[&s]), vec!["Lumma bStealerb"]);
     }

@@ -17,12 +17,17 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Is an `Authorization` header value the configured bearer token?
 pub fn authorized(header: Option<&str>, configured: Option<&str>) -> bool {
-    let (Some(header), Some(configured)) = (header, configured) else { return false };
+    let (Some(header), Some(configured)) = (header, configured) else {
+        return false;
+    };
     if configured.len() < MIN_TOKEN_LEN {
         return false;
     }
-    let Some(presented) = header.strip_prefix("Bearer ") else { return false };
-    presented.len() >= MIN_TOKEN_LEN && constant_time_eq(presented.as_bytes(), configured.as_bytes())
+    let Some(presented) = header.strip_prefix("Bearer ") else {
+        return false;
+    };
+    presented.len() >= MIN_TOKEN_LEN
+        && constant_time_eq(presented.as_bytes(), configured.as_bytes())
 }
 
 #[cfg(test)]
@@ -37,7 +42,10 @@ mod tests {
         assert!(!authorized(Some("Bearer 0123456789abcdef012"), Some(t)));
         assert!(!authorized(Some(t), Some(t)), "scheme required");
         assert!(!authorized(None, Some(t)));
-        assert!(!authorized(Some("Bearer short"), Some("short")), "short configured token refused");
+        assert!(
+            !authorized(Some("Bearer short"), Some("short")),
+            "short configured token refused"
+        );
         assert!(!authorized(Some("Bearer "), Some(t)));
     }
 

@@ -62,7 +62,10 @@ fn normalize_depth(raw: &str, depth: u8) -> Result<NormalizedUrl, UrlError> {
     if scheme != "http" && scheme != "https" {
         return Err(UrlError::Scheme(scheme.chars().take(32).collect()));
     }
-    let host = parsed.host_str().ok_or(UrlError::NoHost)?.to_ascii_lowercase();
+    let host = parsed
+        .host_str()
+        .ok_or(UrlError::NoHost)?
+        .to_ascii_lowercase();
     if host.is_empty() {
         return Err(UrlError::NoHost);
     }
@@ -72,23 +75,33 @@ fn normalize_depth(raw: &str, depth: u8) -> Result<NormalizedUrl, UrlError> {
         }
     }
     parsed.set_fragment(None);
-    Ok(NormalizedUrl { url: parsed.to_string(), host })
+    Ok(NormalizedUrl {
+        url: parsed.to_string(),
+        host,
+    })
 }
 
 fn looks_like_host_port(s: &str) -> bool {
     // "evil.example:8080/x" parses as scheme "evil.example"; treat as host:port.
     match s.split_once(':') {
-        Some((host, rest)) => host.contains('.') && rest.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        Some((host, rest)) => {
+            host.contains('.') && rest.chars().next().is_some_and(|c| c.is_ascii_digit())
+        }
         None => false,
     }
 }
 
 /// `https://eur01.safelinks.protection.outlook.com/?url=<original>&data=…`
 fn safe_links_target(parsed: &url::Url, host: &str) -> Option<String> {
-    if !host.ends_with(".safelinks.protection.outlook.com") && host != "safelinks.protection.outlook.com" {
+    if !host.ends_with(".safelinks.protection.outlook.com")
+        && host != "safelinks.protection.outlook.com"
+    {
         return None;
     }
-    parsed.query_pairs().find(|(k, _)| k == "url").map(|(_, v)| v.into_owned())
+    parsed
+        .query_pairs()
+        .find(|(k, _)| k == "url")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Short, store-safe key for a normalised URL (SHA-256, first 128 bits, hex).
@@ -112,20 +125,34 @@ mod tests {
         let n = normalize("HTTP://Evil.EXAMPLE:80/Login?User=A#frag").unwrap();
         assert_eq!(n.url, "http://evil.example/Login?User=A");
         assert_eq!(n.host, "evil.example");
-        assert_eq!(normalize("https://a.example:443/").unwrap().url, "https://a.example/");
-        assert_eq!(normalize("https://a.example:8443/x").unwrap().url, "https://a.example:8443/x");
+        assert_eq!(
+            normalize("https://a.example:443/").unwrap().url,
+            "https://a.example/"
+        );
+        assert_eq!(
+            normalize("https://a.example:8443/x").unwrap().url,
+            "https://a.example:8443/x"
+        );
     }
 
     #[test]
     fn refuses_non_http_schemes() {
-        for bad in ["javascript:alert(1)", "data:text/html,<b>", "file:///etc/passwd", "ftp://x.example/"] {
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,<b>",
+            "file:///etc/passwd",
+            "ftp://x.example/",
+        ] {
             assert!(matches!(normalize(bad), Err(UrlError::Scheme(_))), "{bad}");
         }
     }
 
     #[test]
     fn refuses_control_chars_and_huge_urls() {
-        assert_eq!(normalize("http://a.example/\u{0}x"), Err(UrlError::ControlChars));
+        assert_eq!(
+            normalize("http://a.example/\u{0}x"),
+            Err(UrlError::ControlChars)
+        );
         let huge = format!("http://a.example/{}", "a".repeat(70_000));
         assert!(matches!(normalize(&huge), Err(UrlError::TooLong(_))));
         assert_eq!(normalize("   "), Err(UrlError::Empty));
@@ -134,19 +161,34 @@ mod tests {
     #[test]
     fn unwraps_safe_links() {
         let wrapped = "https://eur01.safelinks.protection.outlook.com/?url=http%3A%2F%2Fevil.example%2Fpay%3Fa%3D1&data=05%7C01&reserved=0";
-        assert_eq!(normalize(wrapped).unwrap().url, "http://evil.example/pay?a=1");
+        assert_eq!(
+            normalize(wrapped).unwrap().url,
+            "http://evil.example/pay?a=1"
+        );
     }
 
     #[test]
     fn idn_becomes_punycode_and_ipv6_is_kept() {
-        assert_eq!(normalize("http://bücher.example/").unwrap().host, "xn--bcher-kva.example");
-        assert_eq!(normalize("http://[2001:db8::1]:8080/x").unwrap().url, "http://[2001:db8::1]:8080/x");
+        assert_eq!(
+            normalize("http://bücher.example/").unwrap().host,
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            normalize("http://[2001:db8::1]:8080/x").unwrap().url,
+            "http://[2001:db8::1]:8080/x"
+        );
     }
 
     #[test]
     fn bare_hosts_get_http() {
-        assert_eq!(normalize("evil.example/path").unwrap().url, "http://evil.example/path");
-        assert_eq!(normalize("evil.example:8080/p").unwrap().url, "http://evil.example:8080/p");
+        assert_eq!(
+            normalize("evil.example/path").unwrap().url,
+            "http://evil.example/path"
+        );
+        assert_eq!(
+            normalize("evil.example:8080/p").unwrap().url,
+            "http://evil.example:8080/p"
+        );
     }
 
     #[test]

@@ -12,12 +12,20 @@ use test_host::{App, AppConfig, KvBackend};
 
 /// What each component can read through `variables::get`, resolved the way
 /// the host resolves it.
-fn component_values(manifest: &str, vars: &HashMap<String, String>) -> HashMap<String, HashMap<String, String>> {
+fn component_values(
+    manifest: &str,
+    vars: &HashMap<String, String>,
+) -> HashMap<String, HashMap<String, String>> {
     let m = Manifest::parse(&manifest_text(manifest)).expect("manifest parses");
     let app = resolve_app_variables(&m, vars).expect("variables resolve");
     m.components
         .iter()
-        .map(|(id, c)| (id.clone(), resolve_component_variables(id, &c.variables, &app).expect("component variables")))
+        .map(|(id, c)| {
+            (
+                id.clone(),
+                resolve_component_variables(id, &c.variables, &app).expect("component variables"),
+            )
+        })
         .collect()
 }
 
@@ -36,11 +44,26 @@ fn secrets_reach_only_their_component() {
         vars.insert("tick_token".into(), "tick-token-value-abcdefgh".into());
         let seen = component_values(manifest, &vars);
         let holds = |c: &str, secret: &str| seen[c].values().any(|v| v.contains(secret));
-        assert!(holds("vmray", "vmray-key-value-5678"), "{manifest}: vmray needs its key");
-        assert!(!holds("poller", "vmray-key-value-5678"), "{manifest}: the VMRay key reached the poller");
-        assert!(!holds("defender", "vmray-key-value-5678"), "{manifest}: the VMRay key reached the defender");
-        assert!(!holds("vmray", "entra-secret-value-1234"), "{manifest}: the Entra secret reached vmray");
-        assert!(holds("poller", "entra-secret-value-1234") && holds("defender", "entra-secret-value-1234"));
+        assert!(
+            holds("vmray", "vmray-key-value-5678"),
+            "{manifest}: vmray needs its key"
+        );
+        assert!(
+            !holds("poller", "vmray-key-value-5678"),
+            "{manifest}: the VMRay key reached the poller"
+        );
+        assert!(
+            !holds("defender", "vmray-key-value-5678"),
+            "{manifest}: the VMRay key reached the defender"
+        );
+        assert!(
+            !holds("vmray", "entra-secret-value-1234"),
+            "{manifest}: the Entra secret reached vmray"
+        );
+        assert!(
+            holds("poller", "entra-secret-value-1234")
+                && holds("defender", "entra-secret-value-1234")
+        );
     }
 }
 
@@ -49,8 +72,18 @@ fn each_component_reaches_only_its_own_hosts() {
     let m = Manifest::parse(&manifest_text("spin.toml")).unwrap();
     let hosts = |c: &str| m.components[c].allowed_outbound_hosts.clone();
     assert_eq!(hosts("vmray"), vec!["{{ vmray_base_url }}"]);
-    assert_eq!(hosts("poller"), vec!["{{ login_base_url }}", "{{ graph_base_url }}"]);
-    assert_eq!(hosts("defender"), vec!["{{ login_base_url }}", "{{ graph_base_url }}", "{{ defender_base_url }}"]);
+    assert_eq!(
+        hosts("poller"),
+        vec!["{{ login_base_url }}", "{{ graph_base_url }}"]
+    );
+    assert_eq!(
+        hosts("defender"),
+        vec![
+            "{{ login_base_url }}",
+            "{{ graph_base_url }}",
+            "{{ defender_base_url }}"
+        ]
+    );
 }
 
 /// Point a component's own base URL at another service's host while its
@@ -62,14 +95,28 @@ fn misdirected(component: &str, variable: &str, target: &str) -> (Harness, App) 
     // `{variable} = "{{ variable }}"` appears only in that component's table.
     let line = |v: &str| format!("{variable} = \"{{{{ {v} }}}}\"");
     let original = manifest_text("spin.toml");
-    assert!(original.contains(&line(variable)), "{component} has no {variable}");
+    assert!(
+        original.contains(&line(variable)),
+        "{component} has no {variable}"
+    );
     let text = original.replace(&line(variable), &line(target));
-    let dir = std::env::temp_dir().join(format!("mdo-vmray-egress-{component}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "mdo-vmray-egress-{component}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("spin.toml");
     std::fs::write(&path, text).unwrap();
     let vars = sim_vars(&h.sims, &scenario);
-    let app = App::load(&path, AppConfig { variables: vars, kv: KvBackend::Memory, wasm_dir: Some(root()) }).expect("loads");
+    let app = App::load(
+        &path,
+        AppConfig {
+            variables: vars,
+            kv: KvBackend::Memory,
+            wasm_dir: Some(root()),
+        },
+    )
+    .expect("loads");
     (h, app)
 }
 
@@ -79,14 +126,24 @@ fn vmray_component_cannot_reach_graph() {
     // The poller (real manifest) takes alerts in so the VMRay side has work.
     h.app.cron_tick("poller", 0).unwrap().unwrap();
     for k in h.app.kv_keys("default") {
-        app.kv_set("default", &k, &h.app.kv_get("default", &k).unwrap()).unwrap();
+        app.kv_set("default", &k, &h.app.kv_get("default", &k).unwrap())
+            .unwrap();
     }
     let graph_calls_before = h.sims.state().calls.len();
     let _ = app.cron_tick("vmray", 0).expect("no trap");
     let denied = app.denied_requests();
     assert!(!denied.is_empty(), "vmray reached Graph");
-    assert!(denied.iter().all(|(c, url)| c == "vmray" && url.starts_with(&h.sims.graph_url())), "{denied:?}");
-    assert_eq!(h.sims.state().calls.len(), graph_calls_before, "the request must never leave the host");
+    assert!(
+        denied
+            .iter()
+            .all(|(c, url)| c == "vmray" && url.starts_with(&h.sims.graph_url())),
+        "{denied:?}"
+    );
+    assert_eq!(
+        h.sims.state().calls.len(),
+        graph_calls_before,
+        "the request must never leave the host"
+    );
 }
 
 #[test]
@@ -97,11 +154,20 @@ fn defender_component_cannot_reach_vmray() {
     h.run_until(8, |s| !s.indicators.is_empty());
     for k in h.app.kv_keys("default") {
         if !k.contains(":wb:") && !k.contains(":ind:") {
-            app.kv_set("default", &k, &h.app.kv_get("default", &k).unwrap()).unwrap();
+            app.kv_set("default", &k, &h.app.kv_get("default", &k).unwrap())
+                .unwrap();
         }
     }
     let _ = app.cron_tick("defender", 0).expect("no trap");
     let denied = app.denied_requests();
-    assert!(denied.iter().any(|(c, url)| c == "defender" && url.starts_with(&h.sims.vmray_url())), "{denied:?}");
-    assert_eq!(h.sims.state().calls_to("vmray", "POST", "/api/indicators"), calls_before);
+    assert!(
+        denied
+            .iter()
+            .any(|(c, url)| c == "defender" && url.starts_with(&h.sims.vmray_url())),
+        "{denied:?}"
+    );
+    assert_eq!(
+        h.sims.state().calls_to("vmray", "POST", "/api/indicators"),
+        calls_before
+    );
 }

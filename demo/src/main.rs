@@ -25,7 +25,12 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args { manifest: PathBuf::from("spin.toml"), scenario: None, max_rounds: 15, verbose: false };
+    let mut a = Args {
+        manifest: PathBuf::from("spin.toml"),
+        scenario: None,
+        max_rounds: 15,
+        verbose: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -51,7 +56,13 @@ fn main() -> Result<()> {
     };
     let alert_ids: Vec<String> = scenario.alerts.iter().map(|a| a.id.clone()).collect();
     let sims = Simulators::start(scenario.clone())?;
-    println!("Simulators: entra {}  graph {}  defender {}  vmray {}", sims.entra_url(), sims.graph_url(), sims.defender_url(), sims.vmray_url());
+    println!(
+        "Simulators: entra {}  graph {}  defender {}  vmray {}",
+        sims.entra_url(),
+        sims.graph_url(),
+        sims.defender_url(),
+        sims.vmray_url()
+    );
 
     let mut vars: HashMap<String, String> = HashMap::new();
     for (k, v) in [
@@ -73,9 +84,26 @@ fn main() -> Result<()> {
         }
     }
     let started = Instant::now();
-    let app = App::load(&args.manifest, AppConfig { variables: vars, kv: KvBackend::Memory, wasm_dir: None })
-        .with_context(|| format!("loading {} (build the components first: scripts/demo.sh does)", args.manifest.display()))?;
-    println!("Loaded {} components from {} in {:.1?}\n", app.cron_components().len(), args.manifest.display(), started.elapsed());
+    let app = App::load(
+        &args.manifest,
+        AppConfig {
+            variables: vars,
+            kv: KvBackend::Memory,
+            wasm_dir: None,
+        },
+    )
+    .with_context(|| {
+        format!(
+            "loading {} (build the components first: scripts/demo.sh does)",
+            args.manifest.display()
+        )
+    })?;
+    println!(
+        "Loaded {} components from {} in {:.1?}\n",
+        app.cron_components().len(),
+        args.manifest.display(),
+        started.elapsed()
+    );
 
     let mut rounds = 0;
     let mut seen_logs = 0;
@@ -85,10 +113,14 @@ fn main() -> Result<()> {
             let t = Instant::now();
             let outcome = app.cron_tick(c, app.now_unix_secs())?;
             let summary = tick_summary(&app, c, seen_logs);
-            println!("round {rounds:>2}  {c:<8} {:>6.1?}  {}", t.elapsed(), match &outcome {
-                Ok(()) => summary,
-                Err(e) => format!("FAILED: {e}"),
-            });
+            println!(
+                "round {rounds:>2}  {c:<8} {:>6.1?}  {}",
+                t.elapsed(),
+                match &outcome {
+                    Ok(()) => summary,
+                    Err(e) => format!("FAILED: {e}"),
+                }
+            );
             if args.verbose {
                 for l in &app.logs()[seen_logs..] {
                     println!("          {l}");
@@ -112,11 +144,12 @@ fn main() -> Result<()> {
 fn tick_summary(app: &App, component: &str, from: usize) -> String {
     app.logs()[from..]
         .iter()
+        .rev()
         .filter(|l| l.component == component)
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.line).ok())
         .filter(|v| v["event"] == "tick_end")
         .map(|v| v["summary"].to_string())
-        .last()
+        .next()
         .unwrap_or_default()
 }
 
@@ -131,11 +164,26 @@ fn open_alerts(app: &App) -> usize {
 }
 
 fn report(s: &SimState, alert_ids: &[String], rounds: usize) {
-    let done = alert_ids.iter().filter(|a| !s.comment_texts(a).is_empty()).count();
-    println!("\n=== {done} of {} alerts written back after {rounds} rounds ===\n", alert_ids.len());
+    let done = alert_ids
+        .iter()
+        .filter(|a| !s.comment_texts(a).is_empty())
+        .count();
+    println!(
+        "\n=== {done} of {} alerts written back after {rounds} rounds ===\n",
+        alert_ids.len()
+    );
     println!("VMRay submissions ({}):", s.vmray_submissions.len());
     for sub in &s.vmray_submissions {
-        println!("  #{:<5} sample {:<5} {}  tags [{}]", sub.submission_id, sub.sample_id, sub.url.as_deref().or(sub.filename.as_deref()).unwrap_or("?"), sub.tags.join(", "));
+        println!(
+            "  #{:<5} sample {:<5} {}  tags [{}]",
+            sub.submission_id,
+            sub.sample_id,
+            sub.url
+                .as_deref()
+                .or(sub.filename.as_deref())
+                .unwrap_or("?"),
+            sub.tags.join(", ")
+        );
     }
     println!("\nComments:");
     for a in alert_ids {
@@ -150,7 +198,13 @@ fn report(s: &SimState, alert_ids: &[String], rounds: usize) {
     }
     println!("\nIndicators ({}):", s.indicators.len());
     for i in &s.indicators {
-        println!("  {:<11} {:<8} {:<6} {}", i.indicator_type, i.action, i.severity.as_deref().unwrap_or("-"), i.indicator_value);
+        println!(
+            "  {:<11} {:<8} {:<6} {}",
+            i.indicator_type,
+            i.action,
+            i.severity.as_deref().unwrap_or("-"),
+            i.indicator_value
+        );
     }
     println!("\nIncident tags:");
     for inc in s.incidents.values() {
@@ -158,7 +212,8 @@ fn report(s: &SimState, alert_ids: &[String], rounds: usize) {
     }
     let mut by: std::collections::BTreeMap<String, usize> = Default::default();
     for c in &s.calls {
-        *by.entry(format!("{} {} {}", c.service.name(), c.method, c.path)).or_default() += 1;
+        *by.entry(format!("{} {} {}", c.service.name(), c.method, c.path))
+            .or_default() += 1;
     }
     println!("\nAPI calls ({} in all):", s.calls.len());
     for (k, n) in by {

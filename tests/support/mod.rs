@@ -18,8 +18,14 @@ pub fn root() -> PathBuf {
 /// Fails with the command to run when the components were not built.
 pub fn require_wasm(dir: &str) {
     for c in COMPONENTS {
-        let p = root().join(dir).join(format!("wasm32-wasip2/release/{c}.wasm"));
-        assert!(p.exists(), "{} is missing: build the components first (scripts/test.sh does)", p.display());
+        let p = root()
+            .join(dir)
+            .join(format!("wasm32-wasip2/release/{c}.wasm"));
+        assert!(
+            p.exists(),
+            "{} is missing: build the components first (scripts/test.sh does)",
+            p.display()
+        );
     }
 }
 
@@ -49,20 +55,39 @@ impl Harness {
         Self::start_with(scenario, extra, "spin.toml", KvBackend::Memory)
     }
 
-    pub fn start_with(scenario: Scenario, extra: &[(&str, &str)], manifest: &str, kv: KvBackend) -> Harness {
-        require_wasm(if manifest == "spin-http.toml" { "target/http-only" } else { "target" });
+    pub fn start_with(
+        scenario: Scenario,
+        extra: &[(&str, &str)],
+        manifest: &str,
+        kv: KvBackend,
+    ) -> Harness {
+        require_wasm(if manifest == "spin-http.toml" {
+            "target/http-only"
+        } else {
+            "target"
+        });
         let sims = Simulators::start(scenario.clone()).expect("simulators start");
         let mut vars = sim_vars(&sims, &scenario);
         for (k, v) in extra {
             vars.insert(k.to_string(), v.to_string());
         }
-        let app = App::load(&root().join(manifest), AppConfig { variables: vars.clone(), kv, wasm_dir: None }).expect("manifest loads");
+        let app = App::load(
+            &root().join(manifest),
+            AppConfig {
+                variables: vars.clone(),
+                kv,
+                wasm_dir: None,
+            },
+        )
+        .expect("manifest loads");
         Harness { sims, app, vars }
     }
 
     /// One cron tick of one component; a trap or host failure fails the test.
     pub fn tick(&self, component: &str) -> Result<(), String> {
-        self.app.cron_tick(component, self.app.now_unix_secs()).unwrap_or_else(|e| panic!("{component} trapped: {e:#}"))
+        self.app
+            .cron_tick(component, self.app.now_unix_secs())
+            .unwrap_or_else(|e| panic!("{component} trapped: {e:#}"))
     }
 
     /// One round: poller, vmray, defender, each once; every tick must succeed.
@@ -118,17 +143,34 @@ pub fn written(s: &SimState) -> Written {
         .flat_map(|(a, cs)| cs.iter().map(move |c| (a.clone(), c.comment.clone())))
         .collect();
     comments.sort();
-    let mut indicators: Vec<(String, String, String)> =
-        s.indicators.iter().map(|i| (i.indicator_type.clone(), i.indicator_value.clone(), i.action.clone())).collect();
+    let mut indicators: Vec<(String, String, String)> = s
+        .indicators
+        .iter()
+        .map(|i| {
+            (
+                i.indicator_type.clone(),
+                i.indicator_value.clone(),
+                i.action.clone(),
+            )
+        })
+        .collect();
     indicators.sort();
-    let mut submissions: Vec<String> = s.vmray_submissions.iter().filter_map(|x| x.url.clone()).collect();
+    let mut submissions: Vec<String> = s
+        .vmray_submissions
+        .iter()
+        .filter_map(|x| x.url.clone())
+        .collect();
     submissions.sort();
     Written {
         comments,
         indicators,
         indicator_writes: s.indicator_writes.iter().map(|w| w.count).sum(),
         tag_patches: s.incidents.values().map(|i| i.patches.len()).sum(),
-        tags: s.incidents.values().map(|i| (i.id.clone(), i.custom_tags.clone())).collect(),
+        tags: s
+            .incidents
+            .values()
+            .map(|i| (i.id.clone(), i.custom_tags.clone()))
+            .collect(),
         submissions,
     }
 }
@@ -136,4 +178,3 @@ pub fn written(s: &SimState) -> Written {
 pub fn manifest_text(name: &str) -> String {
     std::fs::read_to_string(root().join(name)).expect("manifest readable")
 }
-

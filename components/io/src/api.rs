@@ -27,7 +27,13 @@ pub struct Req {
 
 impl Req {
     pub fn get(url: impl Into<String>) -> Req {
-        Req { method: Method::Get, url: url.into(), headers: Vec::new(), body: Vec::new(), idempotent: true }
+        Req {
+            method: Method::Get,
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            idempotent: true,
+        }
     }
 
     pub fn post_json(url: impl Into<String>, body: &serde_json::Value, idempotent: bool) -> Req {
@@ -41,11 +47,16 @@ impl Req {
     }
 
     pub fn post_form(url: impl Into<String>, pairs: &[(&str, &str)], idempotent: bool) -> Req {
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
         Req {
             method: Method::Post,
             url: url.into(),
-            headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
+            headers: vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
             body: body.into_bytes(),
             idempotent,
         }
@@ -110,14 +121,25 @@ impl Api<'_> {
 
     async fn send_once(&self, req: &Req) -> Result<Resp, String> {
         let mut b = Request::builder();
-        b.method(req.method.clone()).uri(req.url.clone()).header("user-agent", self.user_agent);
+        b.method(req.method.clone())
+            .uri(req.url.clone())
+            .header("user-agent", self.user_agent);
         for (k, v) in &req.headers {
             b.header(k.clone(), v.clone());
         }
         b.body(req.body.clone());
-        let resp: Response = spin_sdk::http::send(b.build()).await.map_err(|e| e.to_string())?;
-        let retry_after = resp.header("retry-after").and_then(|v| v.as_str()).and_then(parse_retry_after);
-        Ok(Resp { status: *resp.status(), retry_after, body: resp.into_body() })
+        let resp: Response = spin_sdk::http::send(b.build())
+            .await
+            .map_err(|e| e.to_string())?;
+        let retry_after = resp
+            .header("retry-after")
+            .and_then(|v| v.as_str())
+            .and_then(parse_retry_after);
+        Ok(Resp {
+            status: *resp.status(),
+            retry_after,
+            body: resp.into_body(),
+        })
     }
 
     /// Send with retries; any HTTP status that is not retried comes back as `Ok`.
@@ -126,13 +148,25 @@ impl Api<'_> {
         let mut retries = 0;
         loop {
             let (outcome, result) = match self.send_once(req).await {
-                Ok(resp) if resp.status == 429 || resp.status >= 500 => {
-                    (Outcome::Status { code: resp.status, retry_after: resp.retry_after }, Ok(resp))
-                }
+                Ok(resp) if resp.status == 429 || resp.status >= 500 => (
+                    Outcome::Status {
+                        code: resp.status,
+                        retry_after: resp.retry_after,
+                    },
+                    Ok(resp),
+                ),
                 Ok(resp) => return Ok(resp),
                 Err(e) => (Outcome::NoResponse, Err(e)),
             };
-            let decision = decide(outcome, req.idempotent, retries, first.elapsed(), self.tick_left(), self.limits, crate::rand::unit());
+            let decision = decide(
+                outcome,
+                req.idempotent,
+                retries,
+                first.elapsed(),
+                self.tick_left(),
+                self.limits,
+                crate::rand::unit(),
+            );
             let what = match &result {
                 Ok(r) => format!("HTTP {}", r.status),
                 Err(e) => e.clone(),
@@ -154,7 +188,10 @@ impl Api<'_> {
                 }
                 Decision::GiveUp => {
                     return match result {
-                        Ok(resp) => Err(CallError::Status { status: resp.status, body: self.log.scrub(&resp.snippet()) }),
+                        Ok(resp) => Err(CallError::Status {
+                            status: resp.status,
+                            body: self.log.scrub(&resp.snippet()),
+                        }),
                         Err(e) => Err(CallError::NoResponse(self.log.scrub(&e))),
                     }
                 }
@@ -165,6 +202,7 @@ impl Api<'_> {
 
 /// The path of a URL, for logs (queries may carry search terms).
 pub fn path_of(url: &str) -> String {
-    url::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_default()
+    url::Url::parse(url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_default()
 }
-

@@ -23,11 +23,22 @@ pub struct Entra {
 
 impl Entra {
     pub fn new(app: EntraApp, tenant: &str) -> Entra {
-        Entra { app, tenant: tenant.to_string(), cache: RefCell::new(HashMap::new()) }
+        Entra {
+            app,
+            tenant: tenant.to_string(),
+            cache: RefCell::new(HashMap::new()),
+        }
     }
 
-    async fn fetch(&self, api: &Api<'_>, scope: &'static str) -> Result<(String, Duration), String> {
-        let url = format!("{}/{}/oauth2/v2.0/token", self.app.login_base_url, self.tenant);
+    async fn fetch(
+        &self,
+        api: &Api<'_>,
+        scope: &'static str,
+    ) -> Result<(String, Duration), String> {
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.app.login_base_url, self.tenant
+        );
         let req = Req::post_form(
             url,
             &[
@@ -38,17 +49,38 @@ impl Entra {
             ],
             true,
         );
-        let resp = api.call(&req).await.map_err(|e| format!("token request failed: {e}"))?;
+        let resp = api
+            .call(&req)
+            .await
+            .map_err(|e| format!("token request failed: {e}"))?;
         let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         if !resp.ok() {
             // Entra's error and description, never our request.
-            let code = v.get("error").and_then(Value::as_str).unwrap_or("unknown_error");
-            let desc: String = v.get("error_description").and_then(Value::as_str).unwrap_or("").chars().take(200).collect();
-            return Err(format!("token request refused (HTTP {}): {code}: {desc}", resp.status));
+            let code = v
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown_error");
+            let desc: String = v
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect();
+            return Err(format!(
+                "token request refused (HTTP {}): {code}: {desc}",
+                resp.status
+            ));
         }
-        let token = v.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+        let token = v
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty());
         let token = token.ok_or("token response: field `access_token` is missing")?;
-        let lifetime = v.get("expires_in").and_then(|e| e.as_u64().or_else(|| e.as_str()?.parse().ok())).unwrap_or(300);
+        let lifetime = v
+            .get("expires_in")
+            .and_then(|e| e.as_u64().or_else(|| e.as_str()?.parse().ok()))
+            .unwrap_or(300);
         Ok((token.to_string(), Duration::from_secs(lifetime)))
     }
 
@@ -60,9 +92,19 @@ impl Entra {
             }
         }
         let (token, lifetime) = self.fetch(api, scope).await?;
-        let usable = lifetime.saturating_sub(Duration::from_secs(300)).max(Duration::from_secs(30));
-        api.log.debug("token_acquired", &[("scope", scope.into()), ("expires_in", lifetime.as_secs().into())]);
-        self.cache.borrow_mut().insert(scope, (token.clone(), Instant::now() + usable));
+        let usable = lifetime
+            .saturating_sub(Duration::from_secs(300))
+            .max(Duration::from_secs(30));
+        api.log.debug(
+            "token_acquired",
+            &[
+                ("scope", scope.into()),
+                ("expires_in", lifetime.as_secs().into()),
+            ],
+        );
+        self.cache
+            .borrow_mut()
+            .insert(scope, (token.clone(), Instant::now() + usable));
         Ok(token)
     }
 
@@ -71,13 +113,29 @@ impl Entra {
     }
 
     /// Call with a bearer token; on 401 renew the token once and try again.
-    pub async fn call(&self, api: &Api<'_>, scope: &'static str, req: &Req) -> Result<Resp, CallError> {
+    pub async fn call(
+        &self,
+        api: &Api<'_>,
+        scope: &'static str,
+        req: &Req,
+    ) -> Result<Resp, CallError> {
         for attempt in 0..2 {
-            let token = self.token(api, scope).await.map_err(CallError::NoResponse)?;
-            let authed = req.clone().header("authorization", &format!("Bearer {token}"));
+            let token = self
+                .token(api, scope)
+                .await
+                .map_err(CallError::NoResponse)?;
+            let authed = req
+                .clone()
+                .header("authorization", &format!("Bearer {token}"));
             let resp = api.call(&authed).await?;
             if resp.status == 401 && attempt == 0 {
-                api.log.warn("token_rejected", &[("service", api.service.into()), ("action", "renewing token once".into())]);
+                api.log.warn(
+                    "token_rejected",
+                    &[
+                        ("service", api.service.into()),
+                        ("action", "renewing token once".into()),
+                    ],
+                );
                 self.forget(scope);
                 continue;
             }

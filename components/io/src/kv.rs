@@ -14,7 +14,9 @@ pub struct Kv {
 
 impl Kv {
     pub fn open() -> Result<Kv, String> {
-        Store::open(STORE).map(|store| Kv { store }).map_err(|e| format!("key-value store `{STORE}`: {e}"))
+        Store::open(STORE)
+            .map(|store| Kv { store })
+            .map_err(|e| format!("key-value store `{STORE}`: {e}"))
     }
 
     /// A record, `None` when absent; a store error or an unreadable record is an error naming the key.
@@ -27,10 +29,14 @@ impl Kv {
     }
 
     pub fn put<T: Serialize>(&self, key: &str, record: &T) -> Result<(), String> {
-        self.store.set(key, &encode(record)).map_err(|e| format!("key-value set `{key}`: {e}"))
+        self.store
+            .set(key, &encode(record))
+            .map_err(|e| format!("key-value set `{key}`: {e}"))
     }
 
     pub fn exists(&self, key: &str) -> Result<bool, String> {
-        self.store.exists(key).map_err(|e| format!("key-value exists `{key}`: {e}"))
+        self.store
+            .exists(key)
+            .map_err(|e| format!("key-value exists `{key}`: {e}"))
     }
 }

@@ -12,7 +12,9 @@ pub struct Log {
 
 impl Log {
     pub fn new(component: &'static str, level: LogLevel) -> Log {
-        Log { inner: Logger::new(component, crate::rand::run_id(), level) }
+        Log {
+            inner: Logger::new(component, crate::rand::run_id(), level),
+        }
     }
 
     pub fn add_secret(&mut self, secret: &str) {

@@ -14,19 +14,32 @@ where
     let configured = spin_sdk::variables::get("tick_token").ok();
     let header = req.header("authorization").and_then(|h| h.as_str());
     if !authorized(header, configured.as_deref()) {
-        return json_response(401, r#"{"error":"unauthorized","message":"a valid bearer tick_token is required"}"#.into());
+        return json_response(
+            401,
+            r#"{"error":"unauthorized","message":"a valid bearer tick_token is required"}"#.into(),
+        );
     }
     if *req.method() != spin_sdk::http::Method::Post {
-        return json_response(405, r#"{"error":"method_not_allowed","message":"use POST"}"#.into());
+        return json_response(
+            405,
+            r#"{"error":"method_not_allowed","message":"use POST"}"#.into(),
+        );
     }
     match tick().await {
         Ok(summary) => json_response(200, summary),
-        Err(e) => json_response(500, serde_json::json!({"error": "tick_failed", "message": e}).to_string()),
+        Err(e) => json_response(
+            500,
+            serde_json::json!({"error": "tick_failed", "message": e}).to_string(),
+        ),
     }
 }
 
 fn json_response(status: u16, body: String) -> Response {
-    Response::builder().status(status).header("content-type", "application/json").body(body).build()
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body)
+        .build()
 }
 
 /// Run a tick from the cron export: spin-sdk 5.2's futures must be driven by

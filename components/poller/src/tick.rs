@@ -21,7 +21,10 @@ use serde_json::json;
 const MAX_PAGES: usize = 20;
 /// Graph has no retry settings of its own in the vendor's form; these match
 /// the Defender API's defaults.
-const GRAPH_RETRY: RetryLimits = RetryLimits { max_retries: 2, total_timeout_secs: 120 };
+const GRAPH_RETRY: RetryLimits = RetryLimits {
+    max_retries: 2,
+    total_timeout_secs: 120,
+};
 
 pub async fn run() -> Result<String, String> {
     let settings = match PollerSettings::read(&spin_var) {
@@ -37,7 +40,10 @@ pub async fn run() -> Result<String, String> {
     log.info("tick_start", &[("dry_run", json!(settings.common.dry_run))]);
     let result = tick(&settings, &log).await;
     match &result {
-        Ok(summary) => log.info("tick_end", &[("summary", serde_json::from_str(summary).unwrap_or_default())]),
+        Ok(summary) => log.info(
+            "tick_end",
+            &[("summary", serde_json::from_str(summary).unwrap_or_default())],
+        ),
         Err(e) => log.error("tick_failed", &[("error", json!(e))]),
     }
     result
@@ -46,12 +52,21 @@ pub async fn run() -> Result<String, String> {
 async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
     let tenant = &s.common.tenant_id;
     let kv = Kv::open()?;
-    let api = Api { service: "graph", limits: GRAPH_RETRY, started: Instant::now(), log, user_agent: "mdo-vmray-connector/0.1" };
+    let api = Api {
+        service: "graph",
+        limits: GRAPH_RETRY,
+        started: Instant::now(),
+        log,
+        user_agent: "mdo-vmray-connector/0.1",
+    };
     let entra = Entra::new(s.entra.clone(), tenant);
     let now = Utc::now();
 
     let cursor: Option<Cursor> = kv.get(&keys::cursor(tenant))?;
-    let mut open: OpenAlerts = kv.get(&keys::open(tenant))?.unwrap_or(OpenAlerts { v: SCHEMA, ids: Vec::new() });
+    let mut open: OpenAlerts = kv.get(&keys::open(tenant))?.unwrap_or(OpenAlerts {
+        v: SCHEMA,
+        ids: Vec::new(),
+    });
     let (mut listed, mut taken, mut bad, mut young) = (0u32, 0u32, 0u32, 0u32);
     let mut newest_seen = None;
     let mut url = Some(poll::alerts_url(&s.graph_base_url, cursor.as_ref(), now));
@@ -59,9 +74,16 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
 
     while let Some(page_url) = url.take() {
         pages += 1;
-        let resp = entra.call(&api, GRAPH_SCOPE, &Req::get(&page_url)).await.map_err(|e| format!("listing alerts: {e}"))?;
+        let resp = entra
+            .call(&api, GRAPH_SCOPE, &Req::get(&page_url))
+            .await
+            .map_err(|e| format!("listing alerts: {e}"))?;
         if !resp.ok() {
-            return Err(format!("listing alerts: HTTP {}: {}", resp.status, log.scrub(&resp.snippet())));
+            return Err(format!(
+                "listing alerts: HTTP {}: {}",
+                resp.status,
+                log.scrub(&resp.snippet())
+            ));
         }
         let page = parse_page(&resp.body).map_err(|e| format!("listing alerts: {e}"))?;
         for item in page.alerts {
@@ -70,7 +92,10 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
                 Ok(a) => a,
                 Err(e) => {
                     bad += 1;
-                    log.warn("alert_unusable", &[("alert", json!(e.alert)), ("error", json!(e.to_string()))]);
+                    log.warn(
+                        "alert_unusable",
+                        &[("alert", json!(e.alert)), ("error", json!(e.to_string()))],
+                    );
                     continue;
                 }
             };
@@ -92,25 +117,42 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
                     taken += 1;
                     log.info(
                         "alert_taken",
-                        &[("alert", json!(alert.id)), ("urls", json!(record.urls.len())), ("stage", json!(stage_name(&record.stage)))],
+                        &[
+                            ("alert", json!(alert.id)),
+                            ("urls", json!(record.urls.len())),
+                            ("stage", json!(stage_name(&record.stage))),
+                        ],
                     );
                 }
                 Intake::TooYoung => {
                     young += 1;
                     log.debug("alert_too_young", &[("alert", json!(alert.id))]);
                 }
-                Intake::Ignore(why) => log.debug("alert_ignored", &[("alert", json!(alert.id)), ("reason", json!(why))]),
+                Intake::Ignore(why) => log.debug(
+                    "alert_ignored",
+                    &[("alert", json!(alert.id)), ("reason", json!(why))],
+                ),
             }
         }
         match page.next_link {
-            Some(next) if pages < MAX_PAGES && poll::next_link_allowed(&s.graph_base_url, &next) => url = Some(next),
+            Some(next)
+                if pages < MAX_PAGES && poll::next_link_allowed(&s.graph_base_url, &next) =>
+            {
+                url = Some(next)
+            }
             Some(next) if pages >= MAX_PAGES => {
                 log.warn("listing_truncated", &[("pages", json!(pages))]);
                 newest_seen = None; // unlisted pages may hold older updates
                 let _ = next;
             }
             Some(_) => {
-                log.error("next_link_refused", &[("reason", json!("@odata.nextLink points outside graph_base_url"))]);
+                log.error(
+                    "next_link_refused",
+                    &[(
+                        "reason",
+                        json!("@odata.nextLink points outside graph_base_url"),
+                    )],
+                );
                 newest_seen = None;
             }
             None => {}
@@ -129,7 +171,12 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
     let closed = open.ids.len() - still_open.len();
     open.ids = still_open;
     kv.put(&keys::open(tenant), &open)?;
-    if let Some(c) = poll::next_cursor(cursor.as_ref(), newest_seen, now, s.minimum_alert_age_minutes) {
+    if let Some(c) = poll::next_cursor(
+        cursor.as_ref(),
+        newest_seen,
+        now,
+        s.minimum_alert_age_minutes,
+    ) {
         kv.put(&keys::cursor(tenant), &c)?;
     }
     Ok(json!({"listed": listed, "taken": taken, "unusable": bad, "too_young": young, "hunted": hunted,
@@ -146,11 +193,20 @@ fn stage_name(stage: &AlertStage) -> &'static str {
 }
 
 fn writeback_done(kv: &Kv, tenant: &str, alert_id: &str) -> Result<bool, String> {
-    Ok(kv.get::<Writeback>(&keys::writeback(tenant, alert_id))?.is_some_and(|w| w.done_at.is_some()))
+    Ok(kv
+        .get::<Writeback>(&keys::writeback(tenant, alert_id))?
+        .is_some_and(|w| w.done_at.is_some()))
 }
 
 /// One batched hunting query for every open alert whose URLs are due.
-async fn hunt(s: &PollerSettings, log: &Log, kv: &Kv, api: &Api<'_>, entra: &Entra, open: &OpenAlerts) -> Result<usize, String> {
+async fn hunt(
+    s: &PollerSettings,
+    log: &Log,
+    kv: &Kv,
+    api: &Api<'_>,
+    entra: &Entra,
+    open: &OpenAlerts,
+) -> Result<usize, String> {
     let tenant = &s.common.tenant_id;
     let now = Utc::now();
     let mut due: Vec<(String, AlertRecord)> = Vec::new();
@@ -161,11 +217,16 @@ async fn hunt(s: &PollerSettings, log: &Log, kv: &Kv, api: &Api<'_>, entra: &Ent
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(e) => {
-                log.warn("record_unreadable", &[("alert", json!(id)), ("error", json!(e))]);
+                log.warn(
+                    "record_unreadable",
+                    &[("alert", json!(id)), ("error", json!(e))],
+                );
                 continue;
             }
         };
-        if poll::hunting_due(&record, now) && ids.len() + record.network_message_ids.len() <= MAX_IDS_PER_QUERY {
+        if poll::hunting_due(&record, now)
+            && ids.len() + record.network_message_ids.len() <= MAX_IDS_PER_QUERY
+        {
             ids.extend(record.network_message_ids.iter().cloned());
             due.push((key, record));
         }
@@ -177,11 +238,19 @@ async fn hunt(s: &PollerSettings, log: &Log, kv: &Kv, api: &Api<'_>, entra: &Ent
     let days = poll::hunting_lookback_days(&refs, s.email_lookback_days);
     let body = hunting::query_body(&ids, days);
     let url = format!("{}/v1.0/security/runHuntingQuery", s.graph_base_url);
-    let resp = entra.call(api, GRAPH_SCOPE, &Req::post_json(url, &body, true)).await;
+    let resp = entra
+        .call(api, GRAPH_SCOPE, &Req::post_json(url, &body, true))
+        .await;
     let rows = match resp {
         Ok(r) if r.ok() => hunting::parse_results(&r.body)?,
         Ok(r) => {
-            log.warn("hunting_failed", &[("status", json!(r.status)), ("body", json!(log.scrub(&r.snippet())))]);
+            log.warn(
+                "hunting_failed",
+                &[
+                    ("status", json!(r.status)),
+                    ("body", json!(log.scrub(&r.snippet()))),
+                ],
+            );
             return Ok(0);
         }
         Err(e) => {
@@ -189,11 +258,26 @@ async fn hunt(s: &PollerSettings, log: &Log, kv: &Kv, api: &Api<'_>, entra: &Ent
             return Ok(0);
         }
     };
-    log.info("hunting_done", &[("alerts", json!(due.len())), ("messages", json!(ids.len())), ("rows", json!(rows.len())), ("timespan_days", json!(days))]);
+    log.info(
+        "hunting_done",
+        &[
+            ("alerts", json!(due.len())),
+            ("messages", json!(ids.len())),
+            ("rows", json!(rows.len())),
+            ("timespan_days", json!(days)),
+        ],
+    );
     for (key, mut record) in due {
         poll::apply_hunting(&mut record, &rows, &s.url_exclusions, now);
         kv.put(&key, &record)?;
-        log.info("alert_urls", &[("alert", json!(record.alert_id)), ("urls", json!(record.urls.len())), ("stage", json!(stage_name(&record.stage)))]);
+        log.info(
+            "alert_urls",
+            &[
+                ("alert", json!(record.alert_id)),
+                ("urls", json!(record.urls.len())),
+                ("stage", json!(stage_name(&record.stage))),
+            ],
+        );
     }
     Ok(ids.len())
 }

@@ -14,7 +14,9 @@ use connector_io::log::Log;
 use connector_io::vars::spin_var;
 use mdo_vmray::analysis::{self, UrlStep, MAX_CHILD_DEPTH, MAX_CHILD_SAMPLES};
 use mdo_vmray::config::{LogLevel, VmraySettings};
-use mdo_vmray::records::{keys, AlertAnalyses, AlertRecord, OpenAlerts, UrlAnalysis, UrlRef, UrlState, SCHEMA};
+use mdo_vmray::records::{
+    keys, AlertAnalyses, AlertRecord, OpenAlerts, UrlAnalysis, UrlRef, UrlState, SCHEMA,
+};
 use mdo_vmray::vmray::{self, SubmissionStatus};
 use serde_json::json;
 
@@ -25,7 +27,8 @@ pub async fn run() -> Result<String, String> {
     let settings = match VmraySettings::read(&spin_var) {
         Ok(s) => s,
         Err(e) => {
-            Log::new("vmray", LogLevel::Info).error("config_invalid", &[("error", json!(e.to_string()))]);
+            Log::new("vmray", LogLevel::Info)
+                .error("config_invalid", &[("error", json!(e.to_string()))]);
             return Err(e.to_string());
         }
     };
@@ -34,7 +37,10 @@ pub async fn run() -> Result<String, String> {
     log.info("tick_start", &[("dry_run", json!(settings.common.dry_run))]);
     let result = Vmray::new(&settings, &log).tick().await;
     match &result {
-        Ok(summary) => log.info("tick_end", &[("summary", serde_json::from_str(summary).unwrap_or_default())]),
+        Ok(summary) => log.info(
+            "tick_end",
+            &[("summary", serde_json::from_str(summary).unwrap_or_default())],
+        ),
         Err(e) => log.error("tick_failed", &[("error", json!(e))]),
     }
     result
@@ -52,8 +58,22 @@ struct Vmray<'a> {
 
 impl<'a> Vmray<'a> {
     fn new(s: &'a VmraySettings, log: &'a Log) -> Self {
-        let api = Api { service: "vmray", limits: s.retry, started: Instant::now(), log, user_agent: "mdo-vmray-connector/0.1" };
-        Vmray { s, log, api, tenant: &s.common.tenant_id, submitted: 0, reused: 0, finished: 0 }
+        let api = Api {
+            service: "vmray",
+            limits: s.retry,
+            started: Instant::now(),
+            log,
+            user_agent: "mdo-vmray-connector/0.1",
+        };
+        Vmray {
+            s,
+            log,
+            api,
+            tenant: &s.common.tenant_id,
+            submitted: 0,
+            reused: 0,
+            finished: 0,
+        }
     }
 
     async fn tick(mut self) -> Result<String, String> {
@@ -69,7 +89,10 @@ impl<'a> Vmray<'a> {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err(e) => {
-                    self.log.warn("record_unreadable", &[("alert", json!(alert_id)), ("error", json!(e))]);
+                    self.log.warn(
+                        "record_unreadable",
+                        &[("alert", json!(alert_id)), ("error", json!(e))],
+                    );
                     continue;
                 }
             };
@@ -77,7 +100,8 @@ impl<'a> Vmray<'a> {
                 continue;
             }
             if self.api.started.elapsed() > connector_io::api::TICK_BUDGET {
-                self.log.warn("tick_budget_spent", &[("alert", json!(alert_id))]);
+                self.log
+                    .warn("tick_budget_spent", &[("alert", json!(alert_id))]);
                 break;
             }
             let needed = analysis::needed_since(record.first_seen, self.s.resubmit_after_days);
@@ -86,7 +110,14 @@ impl<'a> Vmray<'a> {
                 let key = keys::url(self.tenant, &u.key);
                 if driven.insert(u.key.clone()) {
                     if let Err(e) = self.drive(&kv, u, &key, needed, alert_id).await {
-                        self.log.warn("url_step_failed", &[("alert", json!(alert_id)), ("url_key", json!(u.key)), ("error", json!(e))]);
+                        self.log.warn(
+                            "url_step_failed",
+                            &[
+                                ("alert", json!(alert_id)),
+                                ("url_key", json!(u.key)),
+                                ("error", json!(e)),
+                            ],
+                        );
                     }
                 }
                 let current: Option<UrlAnalysis> = kv.get(&key)?;
@@ -95,10 +126,21 @@ impl<'a> Vmray<'a> {
                 }
             }
             if results.len() == record.urls.len() {
-                let done = AlertAnalyses { v: SCHEMA, alert_id: alert_id.clone(), results, completed_at: Utc::now() };
+                let done = AlertAnalyses {
+                    v: SCHEMA,
+                    alert_id: alert_id.clone(),
+                    results,
+                    completed_at: Utc::now(),
+                };
                 kv.put(&keys::analyses(self.tenant, alert_id), &done)?;
                 published += 1;
-                self.log.info("alert_analysed", &[("alert", json!(alert_id)), ("urls", json!(record.urls.len()))]);
+                self.log.info(
+                    "alert_analysed",
+                    &[
+                        ("alert", json!(alert_id)),
+                        ("urls", json!(record.urls.len())),
+                    ],
+                );
             }
         }
         Ok(json!({"submitted": self.submitted, "reused": self.reused, "finished": self.finished, "alerts_published": published})
@@ -106,11 +148,32 @@ impl<'a> Vmray<'a> {
     }
 
     /// Move one URL one step forward.
-    async fn drive(&mut self, kv: &Kv, u: &UrlRef, key: &str, needed: DateTime<Utc>, alert_id: &str) -> Result<(), String> {
+    async fn drive(
+        &mut self,
+        kv: &Kv,
+        u: &UrlRef,
+        key: &str,
+        needed: DateTime<Utc>,
+        alert_id: &str,
+    ) -> Result<(), String> {
         let record: Option<UrlAnalysis> = kv.get(key)?;
         let now = Utc::now();
-        let set = |state: UrlState| kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state });
-        match analysis::next_step(record.as_ref(), needed, now, self.s.analysis_timeout_minutes) {
+        let set = |state: UrlState| {
+            kv.put(
+                key,
+                &UrlAnalysis {
+                    v: SCHEMA,
+                    url: u.url.clone(),
+                    state,
+                },
+            )
+        };
+        match analysis::next_step(
+            record.as_ref(),
+            needed,
+            now,
+            self.s.analysis_timeout_minutes,
+        ) {
             UrlStep::Reuse | UrlStep::Failed => Ok(()),
             UrlStep::Lookup { since } => match self.search(&u.url, since).await? {
                 Some(found) => self.adopt(kv, u, key, found, true).await,
@@ -123,79 +186,212 @@ impl<'a> Vmray<'a> {
                 };
                 match self.search(&u.url, since).await? {
                     Some(found) => {
-                        self.log.info("submission_reconciled", &[("url_key", json!(u.key)), ("submission", json!(found.submission_id))]);
+                        self.log.info(
+                            "submission_reconciled",
+                            &[
+                                ("url_key", json!(u.key)),
+                                ("submission", json!(found.submission_id)),
+                            ],
+                        );
                         self.adopt(kv, u, key, found, false).await
                     }
                     None => self.submit(kv, u, key, alert_id, attempts).await,
                 }
             }
-            UrlStep::Poll { submission_id, sample_id } => {
-                let resp = self.get(&format!("/rest/submission/{submission_id}")).await?;
-                let status = vmray::parse_submission_status(&resp.body).map_err(|e| e.to_string())?;
+            UrlStep::Poll {
+                submission_id,
+                sample_id,
+            } => {
+                let resp = self
+                    .get(&format!("/rest/submission/{submission_id}"))
+                    .await?;
+                let status =
+                    vmray::parse_submission_status(&resp.body).map_err(|e| e.to_string())?;
                 if status.has_errors {
-                    set(UrlState::Failed { reason: "VMRay reported an error for this analysis".into(), at: now })?;
-                    self.log.warn("analysis_failed", &[("url_key", json!(u.key)), ("submission", json!(submission_id))]);
+                    set(UrlState::Failed {
+                        reason: "VMRay reported an error for this analysis".into(),
+                        at: now,
+                    })?;
+                    self.log.warn(
+                        "analysis_failed",
+                        &[
+                            ("url_key", json!(u.key)),
+                            ("submission", json!(submission_id)),
+                        ],
+                    );
                 } else if status.finished {
                     let analysed_at = self.collect(kv, sample_id).await?;
-                    set(UrlState::Done { sample_id, submission_id: Some(submission_id), analysed_at, reused: false })?;
+                    set(UrlState::Done {
+                        sample_id,
+                        submission_id: Some(submission_id),
+                        analysed_at,
+                        reused: false,
+                    })?;
                     self.finished += 1;
-                    self.log.info("analysis_finished", &[("url_key", json!(u.key)), ("sample", json!(sample_id))]);
+                    self.log.info(
+                        "analysis_finished",
+                        &[("url_key", json!(u.key)), ("sample", json!(sample_id))],
+                    );
                 }
                 Ok(())
             }
             UrlStep::TimedOut => {
                 let reason = format!("the analysis did not finish within {} minutes (vmray_analysis_timeout_minutes)", self.s.analysis_timeout_minutes);
-                self.log.warn("analysis_timed_out", &[("url_key", json!(u.key))]);
+                self.log
+                    .warn("analysis_timed_out", &[("url_key", json!(u.key))]);
                 set(UrlState::Failed { reason, at: now })
             }
         }
     }
 
     /// A submission found by search: follow it, or take its results now.
-    async fn adopt(&mut self, kv: &Kv, u: &UrlRef, key: &str, found: SubmissionStatus, reused: bool) -> Result<(), String> {
+    async fn adopt(
+        &mut self,
+        kv: &Kv,
+        u: &UrlRef,
+        key: &str,
+        found: SubmissionStatus,
+        reused: bool,
+    ) -> Result<(), String> {
         let state = if found.finished {
             let analysed_at = self.collect(kv, found.sample_id).await?;
             if reused {
                 self.reused += 1;
-                self.log.info("analysis_reused", &[("url_key", json!(u.key)), ("sample", json!(found.sample_id))]);
+                self.log.info(
+                    "analysis_reused",
+                    &[
+                        ("url_key", json!(u.key)),
+                        ("sample", json!(found.sample_id)),
+                    ],
+                );
             }
-            UrlState::Done { sample_id: found.sample_id, submission_id: Some(found.submission_id), analysed_at, reused }
+            UrlState::Done {
+                sample_id: found.sample_id,
+                submission_id: Some(found.submission_id),
+                analysed_at,
+                reused,
+            }
         } else {
-            UrlState::Running { submission_id: found.submission_id, sample_id: found.sample_id, submitted_at: found.created.unwrap_or_else(Utc::now) }
+            UrlState::Running {
+                submission_id: found.submission_id,
+                sample_id: found.sample_id,
+                submitted_at: found.created.unwrap_or_else(Utc::now),
+            }
         };
-        kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state })
+        kv.put(
+            key,
+            &UrlAnalysis {
+                v: SCHEMA,
+                url: u.url.clone(),
+                state,
+            },
+        )
     }
 
     /// Submit a URL. The intent is recorded first: if the tick dies after the
     /// POST, the next tick finds the submission by search instead of paying twice.
-    async fn submit(&mut self, kv: &Kv, u: &UrlRef, key: &str, alert_id: &str, attempts: u32) -> Result<(), String> {
+    async fn submit(
+        &mut self,
+        kv: &Kv,
+        u: &UrlRef,
+        key: &str,
+        alert_id: &str,
+        attempts: u32,
+    ) -> Result<(), String> {
         let now = Utc::now();
         if self.s.common.dry_run {
-            self.log.info("dry_run_would_submit", &[("url_key", json!(u.key)), ("alert", json!(alert_id))]);
-            return kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state: UrlState::Failed { reason: "dry run: not submitted".into(), at: now } });
+            self.log.info(
+                "dry_run_would_submit",
+                &[("url_key", json!(u.key)), ("alert", json!(alert_id))],
+            );
+            return kv.put(
+                key,
+                &UrlAnalysis {
+                    v: SCHEMA,
+                    url: u.url.clone(),
+                    state: UrlState::Failed {
+                        reason: "dry run: not submitted".into(),
+                        at: now,
+                    },
+                },
+            );
         }
-        kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state: UrlState::Submitting { since: now, attempts: attempts + 1 } })?;
-        let tags = analysis::submission_tags(&self.s.submission_tags, self.s.add_alert_id_tags.then_some(alert_id));
+        kv.put(
+            key,
+            &UrlAnalysis {
+                v: SCHEMA,
+                url: u.url.clone(),
+                state: UrlState::Submitting {
+                    since: now,
+                    attempts: attempts + 1,
+                },
+            },
+        )?;
+        let tags = analysis::submission_tags(
+            &self.s.submission_tags,
+            self.s.add_alert_id_tags.then_some(alert_id),
+        );
         let comment = format!("Defender for Office 365 alert {alert_id}");
-        let fields = [("sample_url", u.url.as_str()), ("tags", tags.as_str()), ("comment", comment.as_str())];
-        let req = Req::post_form(format!("{}/rest/sample/submit", self.s.base_url), &fields, false);
+        let fields = [
+            ("sample_url", u.url.as_str()),
+            ("tags", tags.as_str()),
+            ("comment", comment.as_str()),
+        ];
+        let req = Req::post_form(
+            format!("{}/rest/sample/submit", self.s.base_url),
+            &fields,
+            false,
+        );
         let resp = self.authed(req).await;
-        let failed = |reason: String| kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state: UrlState::Failed { reason, at: now } });
+        let failed = |reason: String| {
+            kv.put(
+                key,
+                &UrlAnalysis {
+                    v: SCHEMA,
+                    url: u.url.clone(),
+                    state: UrlState::Failed { reason, at: now },
+                },
+            )
+        };
         match resp {
             Ok(r) if r.ok() => match vmray::parse_submit(&r.body) {
                 Ok(sub) => {
                     self.submitted += 1;
-                    self.log.info("url_submitted", &[("url_key", json!(u.key)), ("alert", json!(alert_id)), ("submission", json!(sub.submission_id)), ("sample", json!(sub.sample_id))]);
-                    kv.put(key, &UrlAnalysis { v: SCHEMA, url: u.url.clone(), state: UrlState::Running { submission_id: sub.submission_id, sample_id: sub.sample_id, submitted_at: now } })
+                    self.log.info(
+                        "url_submitted",
+                        &[
+                            ("url_key", json!(u.key)),
+                            ("alert", json!(alert_id)),
+                            ("submission", json!(sub.submission_id)),
+                            ("sample", json!(sub.sample_id)),
+                        ],
+                    );
+                    kv.put(
+                        key,
+                        &UrlAnalysis {
+                            v: SCHEMA,
+                            url: u.url.clone(),
+                            state: UrlState::Running {
+                                submission_id: sub.submission_id,
+                                sample_id: sub.sample_id,
+                                submitted_at: now,
+                            },
+                        },
+                    )
                 }
                 Err(e) => failed(format!("VMRay refused the submission: {e}")),
             },
             // A 4xx other than 429 means VMRay did not take it: safe to say so.
-            Ok(r) if (400..500).contains(&r.status) && r.status != 429 => {
-                failed(format!("VMRay refused the submission (HTTP {}): {}", r.status, self.log.scrub(&r.snippet())))
-            }
+            Ok(r) if (400..500).contains(&r.status) && r.status != 429 => failed(format!(
+                "VMRay refused the submission (HTTP {}): {}",
+                r.status,
+                self.log.scrub(&r.snippet())
+            )),
             // Unknown fate (5xx, no response): the intent stays; the next tick reconciles.
-            Ok(r) => Err(format!("submit: HTTP {}; will reconcile next tick", r.status)),
+            Ok(r) => Err(format!(
+                "submit: HTTP {}; will reconcile next tick",
+                r.status
+            )),
             Err(e) => Err(format!("submit: {e}; will reconcile next tick")),
         }
     }
@@ -206,19 +402,33 @@ impl<'a> Vmray<'a> {
     }
 
     async fn get(&self, path_and_query: &str) -> Result<Resp, String> {
-        let resp = self.authed(Req::get(format!("{}{path_and_query}", self.s.base_url))).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .authed(Req::get(format!("{}{path_and_query}", self.s.base_url)))
+            .await
+            .map_err(|e| e.to_string())?;
         if resp.ok() {
             Ok(resp)
         } else {
             let path = connector_io::api::path_of(&format!("{}{path_and_query}", self.s.base_url));
-            Err(format!("GET {path}: HTTP {}: {}", resp.status, self.log.scrub(&resp.snippet())))
+            Err(format!(
+                "GET {path}: HTTP {}: {}",
+                resp.status,
+                self.log.scrub(&resp.snippet())
+            ))
         }
     }
 
     /// The newest submission of this URL created at or after `since`.
-    async fn search(&self, url: &str, since: DateTime<Utc>) -> Result<Option<SubmissionStatus>, String> {
-        let query: String = url::form_urlencoded::byte_serialize(vmray::search_query(url).as_bytes()).collect();
-        let resp = self.get(&format!("/rest/submission/search?query={query}")).await?;
+    async fn search(
+        &self,
+        url: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<SubmissionStatus>, String> {
+        let query: String =
+            url::form_urlencoded::byte_serialize(vmray::search_query(url).as_bytes()).collect();
+        let resp = self
+            .get(&format!("/rest/submission/search?query={query}"))
+            .await?;
         vmray::newest_submission(&resp.body, since).map_err(|e| e.to_string())
     }
 
@@ -232,12 +442,23 @@ impl<'a> Vmray<'a> {
             if !seen.insert(id) || seen.len() > MAX_CHILD_SAMPLES + 1 {
                 continue;
             }
-            let mut report = vmray::parse_sample(&self.get(&format!("/rest/sample/{id}")).await?.body, Utc::now()).map_err(|e| e.to_string())?;
+            let mut report = vmray::parse_sample(
+                &self.get(&format!("/rest/sample/{id}")).await?.body,
+                Utc::now(),
+            )
+            .map_err(|e| e.to_string())?;
             let base = format!("/rest/sample/{id}");
-            report.threat_names = vmray::parse_threat_names(&self.get(&format!("{base}/threat_names")).await?.body).map_err(|e| e.to_string())?;
-            report.classifications = vmray::parse_classifications(&self.get(&format!("{base}/classifications")).await?.body).map_err(|e| e.to_string())?;
-            report.vtis = vmray::parse_vtis(&self.get(&format!("{base}/vtis")).await?.body).map_err(|e| e.to_string())?;
-            report.iocs = vmray::parse_iocs(&self.get(&format!("{base}/iocs")).await?.body).map_err(|e| e.to_string())?;
+            report.threat_names =
+                vmray::parse_threat_names(&self.get(&format!("{base}/threat_names")).await?.body)
+                    .map_err(|e| e.to_string())?;
+            report.classifications = vmray::parse_classifications(
+                &self.get(&format!("{base}/classifications")).await?.body,
+            )
+            .map_err(|e| e.to_string())?;
+            report.vtis = vmray::parse_vtis(&self.get(&format!("{base}/vtis")).await?.body)
+                .map_err(|e| e.to_string())?;
+            report.iocs = vmray::parse_iocs(&self.get(&format!("{base}/iocs")).await?.body)
+                .map_err(|e| e.to_string())?;
             if depth < MAX_CHILD_DEPTH {
                 for child in &report.child_ids {
                     queue.push_back((*child, depth + 1));
@@ -248,7 +469,14 @@ impl<'a> Vmray<'a> {
             if id == root {
                 root_date = report.analysed_at;
             }
-            self.log.info("sample_read", &[("sample", json!(id)), ("verdict", json!(report.verdict.as_str())), ("iocs", json!(report.iocs.len()))]);
+            self.log.info(
+                "sample_read",
+                &[
+                    ("sample", json!(id)),
+                    ("verdict", json!(report.verdict.as_str())),
+                    ("iocs", json!(report.iocs.len())),
+                ],
+            );
             kv.put(&keys::sample(self.tenant, id), &report)?;
         }
         Ok(root_date)
