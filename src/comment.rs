@@ -150,6 +150,41 @@ pub fn render_no_url_comment(reason: &str, skipped: &[SkippedUrl]) -> Vec<String
     split(&no_url_marker(), &body)
 }
 
+/// The comment put on an alert whose write-back failed for good.
+pub fn render_error_comment(error: &str, attempts: u32) -> Vec<String> {
+    let body = format!(
+        "The VMRay connector could not finish this alert after {attempts} attempts: {error}\n\
+         What you can do: check the connector's logs for this alert id; the VMRay report may still be in the VMRay console.\n"
+    );
+    split(&format!("{MARKER_PREFIX} error"), &body)
+}
+
+/// The comment listing indicators Defender refused.
+pub fn render_indicator_failures(
+    failed: &[(crate::indicators::IndicatorDraft, String)],
+) -> Vec<String> {
+    let mut body = format!(
+        "{} indicator(s) could not be written to Defender:\n",
+        failed.len()
+    );
+    for (d, why) in failed {
+        let value = if d.ioc.kind == crate::model::IndicatorKind::Url {
+            defang(&d.ioc.value)
+        } else {
+            d.ioc.value.clone()
+        };
+        body.push_str(&format!(
+            "- {} {} ({}): {}\n",
+            d.ioc.kind.as_str(),
+            value,
+            d.action.as_str(),
+            why
+        ));
+    }
+    body.push_str("What you can do: add them by hand in Defender (Settings > Endpoints > Indicators), or free room if the tenant's 15,000-indicator limit is reached.\n");
+    split(&format!("{MARKER_PREFIX} indicators failed"), &body)
+}
+
 /// Split a body into comments of at most [`MAX_COMMENT_CHARS`] characters,
 /// each starting with the marker (`· part i/n` when split), cutting at line ends.
 pub fn split(marker: &str, body: &str) -> Vec<String> {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::config::DefenderSettings;
-use crate::model::{IndicatorAction, Ioc, Verdict};
+use crate::model::{IndicatorAction, IndicatorKind, Ioc, Verdict};
 use crate::records::IndicatorRecord;
 
 /// `/api/indicators/import` takes at most this many per call.
@@ -111,6 +111,39 @@ pub fn import_body(batch: &[&IndicatorDraft]) -> Value {
     json!({ "Indicators": batch.iter().map(|d| d.body.clone()).collect::<Vec<_>>() })
 }
 
+/// `GET /api/indicators` for one value and type (OData string quoting).
+pub fn lookup_query(kind: IndicatorKind, value: &str) -> String {
+    let filter = format!(
+        "indicatorValue eq '{}' and indicatorType eq '{}'",
+        value.replace('\'', "''"),
+        kind.as_str()
+    );
+    let encoded: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+    format!("/api/indicators?$filter={encoded}")
+}
+
+/// Did a look-up find the indicator as this connector writes it (not
+/// expiring before `not_before`)?
+pub fn lookup_found(body: &[u8], value: &str, not_before: DateTime<Utc>) -> Result<bool, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("indicator list is not JSON: {e}"))?;
+    let items = v
+        .get("value")
+        .and_then(Value::as_array)
+        .ok_or("indicator list: field `value` is missing")?;
+    Ok(items.iter().any(|i| {
+        let same = i
+            .get("indicatorValue")
+            .and_then(Value::as_str)
+            .is_some_and(|x| x.eq_ignore_ascii_case(value));
+        let expiry = i
+            .get("expirationTime")
+            .and_then(Value::as_str)
+            .and_then(crate::vmray::parse_time);
+        same && expiry.is_none_or(|e| e >= not_before)
+    }))
+}
+
 /// One item of the import response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportItem {
@@ -146,7 +179,6 @@ pub fn parse_import_response(body: &[u8]) -> Result<Vec<ImportItem>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::IndicatorKind;
 
     fn settings(extra: &[(&str, &str)]) -> DefenderSettings {
         let mut m: std::collections::HashMap<String, String> = [
@@ -201,6 +233,17 @@ mod tests {
         assert!(draft(&clean, &origin(), &s, now).is_none());
         let only_mal = settings(&[("vmray_sample_verdict", "malicious")]);
         assert!(draft(&sus, &origin(), &only_mal, now).is_none());
+    }
+
+    #[test]
+    fn lookups_quote_and_match() {
+        let q = lookup_query(IndicatorKind::Url, "http://a.example/it's");
+        assert!(q.contains("it%27%27s"), "{q}");
+        let now = Utc::now();
+        let body = json!({"value":[{"indicatorValue":"Evil.Example","expirationTime":(now + Duration::days(29)).to_rfc3339()}]}).to_string();
+        assert!(lookup_found(body.as_bytes(), "evil.example", now + Duration::days(28)).unwrap());
+        assert!(!lookup_found(body.as_bytes(), "evil.example", now + Duration::days(30)).unwrap());
+        assert!(!lookup_found(br#"{"value":[]}"#, "evil.example", now).unwrap());
     }
 
     #[test]

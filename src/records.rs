@@ -276,9 +276,25 @@ pub struct Writeback {
     /// Comments by marker. `posted == false` is an intent: the POST may or may
     /// not have reached Graph, so the alert's comments are checked first.
     pub comments: Vec<CommentProgress>,
+    /// Indicators of an import whose outcome is unknown (the tick may have
+    /// died after the call): looked up before anything is imported again.
+    #[serde(default)]
+    pub indicators_pending: Vec<PendingIndicator>,
+    /// Ticks on which some indicators failed; after a few they are reported.
+    #[serde(default)]
+    pub indicator_attempts: u32,
     pub indicators_done: bool,
     pub tags_done: bool,
+    /// Failed write-back attempts; after a few the error goes on the alert.
+    #[serde(default)]
+    pub attempts: u32,
     pub done_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingIndicator {
+    pub kind: IndicatorKind,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ pub(crate) const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 pub(crate) const DEFENDER_SCOPE: &str = "https://api.securitycenter.microsoft.com/.default";
 const XDR_SCOPE: &str = "https://api.security.microsoft.com/.default";
 
-fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Resp {
+pub(crate) fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Resp {
     let trace = guid();
     let correlation = guid();
     let timestamp = chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string();

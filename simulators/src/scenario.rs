@@ -1,5 +1,6 @@
 //! The scenario: the world the simulators start with (JSON, serde).
 
+use crate::quotas::Quotas;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ pub struct Scenario {
     pub mails: Vec<MailSpec>,
     pub incidents: Vec<IncidentSpec>,
     pub vmray: VmraySpec,
+    /// Rate quotas (sliding minute on the simulated clock); all unlimited by default.
+    pub quotas: Quotas,
 }
 
 impl Default for Scenario {
@@ -44,6 +47,7 @@ impl Default for Scenario {
             mails: vec![],
             incidents: vec![],
             vmray: VmraySpec::default(),
+            quotas: Quotas::default(),
         }
     }
 }

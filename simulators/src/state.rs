@@ -1,6 +1,8 @@
 //! The simulated world (mutable, behind one mutex) and the serialisable snapshot tests read.
 
 use crate::clock::Clock;
+use crate::faults::FaultSet;
+use crate::quotas::QuotaState;
 use crate::scenario::{AlertSpec, IncidentSpec, MailSpec, Scenario};
 use crate::vmray::VmrayWorld;
 use chrono::{DateTime, Utc};
@@ -58,11 +60,33 @@ pub(crate) struct Shared {
     pub clock: Clock,
     pub bases: Bases,
     pub world: Mutex<World>,
+    /// Injected fault rules (not part of `World`: a rolled-back request keeps its count).
+    pub faults: Mutex<FaultSet>,
+    pub quotas: Mutex<QuotaState>,
+    /// Held by `server::dispatch` while a request runs, so that rolling a faulted request's
+    /// effects back cannot undo a concurrent request.
+    pub serial: Mutex<()>,
 }
 
 impl Shared {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn faults(&self) -> std::sync::MutexGuard<'_, FaultSet> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn quotas(&self) -> std::sync::MutexGuard<'_, QuotaState> {
+        self.quotas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state snapshot, with the quota refusal counts.
+    pub fn snapshot(&self) -> SimState {
+        let now = self.clock.now();
+        let mut state = self.lock().snapshot(now);
+        state.throttled = self.quotas().throttled.clone();
+        state
     }
 }
 
@@ -162,10 +186,16 @@ pub struct CallRecord {
     pub method: String,
     /// Path without the query string.
     pub path: String,
+    /// 0 when no HTTP response was sent (`connection_refused`, `timeout`).
     pub status: u16,
     pub time: String,
+    /// The fault this request got (`status`, `timeout`, …, or `quota` when a rate quota
+    /// refused it); absent for a normal answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
+#[derive(Clone)]
 pub(crate) struct World {
     pub cfg: Config,
     pub tokens: HashMap<String, Token>,
@@ -337,6 +367,7 @@ impl World {
             vmray_submissions: self.vmray.submission_records(),
             vmray_verdict_remaining: self.vmray.verdict_remaining,
             calls: self.calls.clone(),
+            throttled: BTreeMap::new(),
         }
     }
 }
@@ -388,9 +419,30 @@ pub struct SimState {
     pub vmray_submissions: Vec<SubmissionRecord>,
     pub vmray_verdict_remaining: u64,
     pub calls: Vec<CallRecord>,
+    /// Calls refused by a rate quota, per service name ("graph", "defender", "vmray").
+    #[serde(default)]
+    pub throttled: BTreeMap<String, u64>,
 }
 
 impl SimState {
+    /// The calls that got a fault (or a quota refusal), in order.
+    pub fn faulted_calls(&self) -> Vec<&CallRecord> {
+        self.calls.iter().filter(|c| c.fault.is_some()).collect()
+    }
+
+    /// How many calls got the named fault (`"status"`, `"timeout"`, …, `"quota"`).
+    pub fn fault_count(&self, fault: &str) -> usize {
+        self.calls
+            .iter()
+            .filter(|c| c.fault.as_deref() == Some(fault))
+            .count()
+    }
+
+    /// Calls to `service` refused by a rate quota.
+    pub fn throttled_count(&self, service: &str) -> u64 {
+        self.throttled.get(service).copied().unwrap_or(0)
+    }
+
     /// Requests to `service` ("entra", "graph", "defender", "vmray") with `method` whose path
     /// starts with `path_prefix`.
     pub fn calls_to(&self, service: &str, method: &str, path_prefix: &str) -> usize {

@@ -39,6 +39,7 @@ pub(crate) struct Submission {
     pub seeded: bool,
 }
 
+#[derive(Clone)]
 pub(crate) struct VmrayWorld {
     pub default_verdict: String,
     pub delay: u64,

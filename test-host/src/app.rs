@@ -1,8 +1,8 @@
 //! [`App`]: a loaded `spin.toml` whose components can be ticked and called.
 
 use crate::clock::ClockOffset;
-use crate::host::{self, ComponentInfo, HostState, Shared};
-use crate::kv::{KvBackend, KvStores};
+use crate::host::{self, ComponentInfo, HostState, KvFaultState, Shared};
+use crate::kv::{KvBackend, KvFaults, KvStats, KvStores};
 use crate::logs::{LogBook, LogLine, Stream};
 use crate::manifest::Manifest;
 use crate::outbound::AllowedHosts;
@@ -114,6 +114,8 @@ impl App {
             clock: ClockOffset::default(),
             denied: Mutex::default(),
             trap_after_kv_writes: Mutex::default(),
+            kv_faults: Mutex::default(),
+            kv_stats: Mutex::default(),
         });
 
         let engine = engine()?;
@@ -415,6 +417,76 @@ impl App {
     /// applied. One-shot: the call after that runs normally. `None` clears it.
     pub fn set_trap_after_kv_writes(&self, n: Option<usize>) {
         *self.shared.trap_after_kv_writes.lock().unwrap() = n;
+    }
+
+    /// Injects `faults` into every later guest KV call until replaced (see
+    /// [`KvFaults`] for each kind); restarts the `fail_every_nth_op` count.
+    /// `KvFaults::default()` clears them.
+    ///
+    /// # Panics
+    /// If `fail_every_nth_op` is `Some(0)`.
+    pub fn set_kv_faults(&self, faults: KvFaults) {
+        assert!(
+            faults.fail_every_nth_op != Some(0),
+            "KvFaults::fail_every_nth_op must be at least 1"
+        );
+        *self.shared.kv_faults.lock().unwrap() = KvFaultState { faults, ops: 0 };
+    }
+
+    /// Same as `set_kv_faults(KvFaults::default())`.
+    pub fn clear_kv_faults(&self) {
+        self.set_kv_faults(KvFaults::default());
+    }
+
+    /// Marks the current content of every store (all labels) as the state a
+    /// store without persistence comes back with after a restart. From now on
+    /// each write (guest or [`App::kv_set`]) is applied normally and the value
+    /// it replaced is recorded, until [`App::kv_lose_writes_since_checkpoint`].
+    /// Calling it again moves the checkpoint to now.
+    ///
+    /// Only writes made through this `App` are recorded: another `App` sharing
+    /// the same SQLite file or Redis database is not rolled back.
+    pub fn kv_checkpoint(&self) {
+        self.shared.kv.checkpoint();
+    }
+
+    /// Simulates a restart of a store without persistence: every key written
+    /// since [`App::kv_checkpoint`] gets back the value it had then (or is
+    /// deleted if it did not exist), on every backend. The checkpoint stays
+    /// where it was, so a later loss rolls back to the same state. Returns the
+    /// number of keys put back; fails without a checkpoint or if the backend
+    /// cannot be written.
+    pub fn kv_lose_writes_since_checkpoint(&self) -> Result<usize> {
+        let restored = self.shared.kv.rollback()?;
+        self.shared.logs.push(
+            "test-host",
+            Stream::Host,
+            format!("key-value writes since the checkpoint lost ({restored} key(s) rolled back)"),
+        );
+        Ok(restored)
+    }
+
+    /// Guest KV calls since load or [`App::reset_kv_stats`] (see [`KvStats`]).
+    pub fn kv_stats(&self) -> KvStats {
+        *self.shared.kv_stats.lock().unwrap()
+    }
+
+    /// Sets every [`KvStats`] counter back to zero.
+    pub fn reset_kv_stats(&self) {
+        *self.shared.kv_stats.lock().unwrap() = KvStats::default();
+    }
+
+    /// `(number of keys, bytes)` held in the store `label`, where bytes are
+    /// the keys' plus the values' lengths (the test's view: injected faults do
+    /// not apply).
+    ///
+    /// # Panics
+    /// If the backend cannot be read (e.g. Redis is down).
+    pub fn kv_total_bytes(&self, label: &str) -> (usize, usize) {
+        self.shared
+            .kv
+            .totals(label)
+            .unwrap_or_else(|e| panic!("reading the size of KV store {label:?}: {e:#}"))
     }
 }
 

@@ -2,7 +2,7 @@
 //! `fermyon:spin` key-value and variables interfaces.
 
 use crate::clock::{ClockOffset, ShiftedWallClock};
-use crate::kv::{self, KvStores};
+use crate::kv::{self, KvFaults, KvStats, KvStores};
 use crate::logs::{LineCapture, LogBook, Stream};
 use crate::outbound::AllowedHosts;
 use std::collections::{HashMap, HashSet};
@@ -46,6 +46,15 @@ pub struct Shared {
     pub denied: Mutex<Vec<(String, String)>>,
     /// One-shot: taken by the next guest call.
     pub trap_after_kv_writes: Mutex<Option<usize>>,
+    pub kv_faults: Mutex<KvFaultState>,
+    pub kv_stats: Mutex<KvStats>,
+}
+
+/// The injected KV faults in force and the guest operations counted since they were set.
+#[derive(Debug, Default)]
+pub struct KvFaultState {
+    pub faults: KvFaults,
+    pub ops: usize,
 }
 
 /// What the host knows about one component.
@@ -207,8 +216,115 @@ impl WasiHttpView for HostState {
     }
 }
 
-fn kv_other(e: impl std::fmt::Display) -> KvError {
-    KvError::Other(e.to_string())
+/// The five data operations of `fermyon:spin/key-value.store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KvOp {
+    Get,
+    Set,
+    Delete,
+    Exists,
+    GetKeys,
+}
+
+impl KvOp {
+    fn name(self) -> &'static str {
+        match self {
+            KvOp::Get => "get",
+            KvOp::Set => "set",
+            KvOp::Delete => "delete",
+            KvOp::Exists => "exists",
+            KvOp::GetKeys => "get-keys",
+        }
+    }
+}
+
+/// What the guest is told when an injected fault refuses an operation.
+fn describe(op: KvOp, key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("{} {k:?}", op.name()),
+        None => op.name().to_string(),
+    }
+}
+
+impl HostState {
+    /// Logs an injected fault and makes it the guest's `error::other`.
+    fn injected(&self, message: String) -> KvError {
+        self.shared
+            .logs
+            .push(&self.component.id, Stream::Host, format!("test-host: {message}"));
+        KvError::Other(message)
+    }
+
+    /// The injected fault, if any, that refuses this operation (counts it
+    /// towards `fail_every_nth_op`).
+    fn kv_fault(&self, op: KvOp, key: Option<&str>) -> Option<KvError> {
+        let mut state = self.shared.kv_faults.lock().unwrap();
+        let state = &mut *state;
+        if state.faults.unavailable {
+            return Some(self.injected(format!(
+                "injected: key-value store unavailable ({})",
+                describe(op, key)
+            )));
+        }
+        state.ops += 1;
+        if let Some(n) = state.faults.fail_every_nth_op {
+            if state.ops % n == 0 {
+                return Some(self.injected(format!(
+                    "injected: failure of key-value operation #{} ({})",
+                    state.ops,
+                    describe(op, key)
+                )));
+            }
+        }
+        if let (KvOp::Set, Some(pattern), Some(key)) =
+            (op, &state.faults.fail_sets_matching, key)
+        {
+            if key.contains(pattern.as_str()) {
+                return Some(self.injected(format!(
+                    "injected: set {key:?} fails (key contains {pattern:?})"
+                )));
+            }
+        }
+        None
+    }
+
+    /// One guest KV operation: injected faults, Spin's limits, the write-trap
+    /// counter, then the store; counts the outcome in the stats.
+    fn kv_call<T>(
+        &mut self,
+        store: &Resource<StoreHandle>,
+        op: KvOp,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+        run: impl FnOnce(&KvStores, &str) -> anyhow::Result<T>,
+    ) -> wasmtime::Result<Result<T, KvError>> {
+        let label = self.label(store)?;
+        let outcome = match self.kv_fault(op, key) {
+            Some(e) => Err(e),
+            None => match key.map(|k| kv::check_limits(k, value)) {
+                Some(Err(e)) => Err(KvError::Other(e)),
+                _ => {
+                    if matches!(op, KvOp::Set | KvOp::Delete) {
+                        self.count_kv_write(&describe(op, key))?;
+                    }
+                    run(&self.shared.kv, &label).map_err(|e| KvError::Other(format!("{e:#}")))
+                }
+            },
+        };
+        let mut stats = self.shared.kv_stats.lock().unwrap();
+        match (&outcome, op) {
+            (Err(_), _) => stats.errors += 1,
+            (Ok(_), KvOp::Get) => stats.gets += 1,
+            (Ok(_), KvOp::Set) => {
+                stats.sets += 1;
+                stats.bytes_written += (key.map_or(0, str::len) + value.map_or(0, <[u8]>::len)) as u64;
+            }
+            (Ok(_), KvOp::Delete) => stats.deletes += 1,
+            (Ok(_), KvOp::Exists) => stats.exists += 1,
+            (Ok(_), KvOp::GetKeys) => stats.get_keys += 1,
+        }
+        Ok(outcome)
+    }
 }
 
 impl key_value::Host for HostState {}
@@ -217,8 +333,18 @@ impl key_value::HostStore for HostState {
     fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<StoreHandle>, KvError>> {
         // As Spin: a label the component did not declare is access-denied
         // (every declared label exists in this host).
-        if !self.component.kv_stores.contains(&label) {
-            return Ok(Err(KvError::AccessDenied));
+        let refused = if !self.component.kv_stores.contains(&label) {
+            Some(KvError::AccessDenied)
+        } else if self.shared.kv_faults.lock().unwrap().faults.unavailable {
+            Some(self.injected(format!(
+                "injected: key-value store unavailable (open {label:?})"
+            )))
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            self.shared.kv_stats.lock().unwrap().errors += 1;
+            return Ok(Err(e));
         }
         Ok(Ok(self.table.push(StoreHandle { label })?))
     }
@@ -228,11 +354,9 @@ impl key_value::HostStore for HostState {
         store: Resource<StoreHandle>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
-        let label = self.label(&store)?;
-        if let Err(e) = kv::check_limits(&key, None) {
-            return Ok(Err(KvError::Other(e)));
-        }
-        Ok(self.shared.kv.get(&label, &key).map_err(kv_other))
+        self.kv_call(&store, KvOp::Get, Some(&key), None, |kv, label| {
+            kv.get(label, &key)
+        })
     }
 
     fn set(
@@ -241,12 +365,9 @@ impl key_value::HostStore for HostState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let label = self.label(&store)?;
-        if let Err(e) = kv::check_limits(&key, Some(&value)) {
-            return Ok(Err(KvError::Other(e)));
-        }
-        self.count_kv_write(&format!("set {key:?}"))?;
-        Ok(self.shared.kv.set(&label, &key, &value).map_err(kv_other))
+        self.kv_call(&store, KvOp::Set, Some(&key), Some(&value), |kv, label| {
+            kv.set(label, &key, &value)
+        })
     }
 
     fn delete(
@@ -254,12 +375,9 @@ impl key_value::HostStore for HostState {
         store: Resource<StoreHandle>,
         key: String,
     ) -> wasmtime::Result<Result<(), KvError>> {
-        let label = self.label(&store)?;
-        if let Err(e) = kv::check_limits(&key, None) {
-            return Ok(Err(KvError::Other(e)));
-        }
-        self.count_kv_write(&format!("delete {key:?}"))?;
-        Ok(self.shared.kv.delete(&label, &key).map_err(kv_other))
+        self.kv_call(&store, KvOp::Delete, Some(&key), None, |kv, label| {
+            kv.delete(label, &key)
+        })
     }
 
     fn exists(
@@ -267,19 +385,16 @@ impl key_value::HostStore for HostState {
         store: Resource<StoreHandle>,
         key: String,
     ) -> wasmtime::Result<Result<bool, KvError>> {
-        let label = self.label(&store)?;
-        if let Err(e) = kv::check_limits(&key, None) {
-            return Ok(Err(KvError::Other(e)));
-        }
-        Ok(self.shared.kv.exists(&label, &key).map_err(kv_other))
+        self.kv_call(&store, KvOp::Exists, Some(&key), None, |kv, label| {
+            kv.exists(label, &key)
+        })
     }
 
     fn get_keys(
         &mut self,
         store: Resource<StoreHandle>,
     ) -> wasmtime::Result<Result<Vec<String>, KvError>> {
-        let label = self.label(&store)?;
-        Ok(self.shared.kv.keys(&label).map_err(kv_other))
+        self.kv_call(&store, KvOp::GetKeys, None, None, |kv, label| kv.keys(label))
     }
 
     fn drop(&mut self, store: Resource<StoreHandle>) -> wasmtime::Result<()> {

@@ -11,10 +11,11 @@ mod kv;
 mod logs;
 pub mod manifest;
 mod outbound;
+pub mod redis_server;
 mod routes;
 pub mod variables;
 
 pub use app::{App, AppConfig, HttpResponse};
-pub use kv::{KvBackend, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use kv::{KvBackend, KvFaults, KvStats, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use logs::{LogLine, Stream};
 pub use outbound::AllowedHosts;

@@ -1,7 +1,7 @@
 //! `test-host`: run a Spin app's components once, from the command line.
 //!
 //! ```text
-//! test-host --manifest spin.toml [--var name=value]... [--kv memory|sqlite:PATH]
+//! test-host --manifest spin.toml [--var name=value]... [--kv memory|sqlite:PATH|redis://HOST:PORT/DB]
 //!           [--wasm-dir DIR] tick <component> | tick-all [--repeat N]
 //! test-host ... http METHOD PATH [--header K:V]... [--body B]
 //! ```
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 use test_host::{App, AppConfig, KvBackend};
 
-const USAGE: &str = "usage: test-host --manifest spin.toml [--var name=value]... [--kv memory|sqlite:PATH] [--wasm-dir DIR]
+const USAGE: &str = "usage: test-host --manifest spin.toml [--var name=value]... [--kv memory|sqlite:PATH|redis://HOST:PORT/DB] [--wasm-dir DIR]
                  (tick <component> | tick-all) [--repeat N]
        test-host ... http METHOD PATH [--header K:V]... [--body B]";
 
@@ -57,7 +57,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
                 config.kv = match v.strip_prefix("sqlite:") {
                     Some(path) => KvBackend::Sqlite(path.into()),
                     None if v == "memory" => KvBackend::Memory,
-                    None => bail!("--kv must be memory or sqlite:PATH"),
+                    None if v.starts_with("redis://") => {
+                        KvBackend::Redis(v)
+                    }
+                    None => bail!("--kv must be memory, sqlite:PATH or redis://HOST:PORT/DB"),
                 };
             }
             "--wasm-dir" => config.wasm_dir = Some(value(&mut args, &arg)?.into()),

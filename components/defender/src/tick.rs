@@ -4,10 +4,8 @@
 //! a tick that dies halfway never writes anything twice. Writes only `wb:*`,
 //! `ind:*` and `inc:*` records.
 
-use std::time::Instant;
-
 use chrono::Utc;
-use connector_io::api::{Api, Req};
+use connector_io::api::{Api, CallError, Req, Resp};
 use connector_io::entra::{Entra, DEFENDER_SCOPE, GRAPH_SCOPE};
 use connector_io::kv::Kv;
 use connector_io::log::Log;
@@ -19,13 +17,16 @@ use mdo_vmray::indicators::{self, IndicatorDraft, Origin, MAX_IMPORT_BATCH};
 use mdo_vmray::model::Verdict;
 use mdo_vmray::records::{
     keys, AlertAnalyses, AlertRecord, AlertStage, CommentProgress, IncidentTags, IndicatorRecord,
-    OpenAlerts, SampleReport, UrlOutcome, Writeback, SCHEMA,
+    OpenAlerts, PendingIndicator, SampleReport, UrlOutcome, Writeback, SCHEMA,
 };
 use mdo_vmray::tags;
 use serde_json::{json, Value};
 
-/// Alerts written back per tick at most (Graph allows ~150 calls a minute).
-const MAX_ALERTS_PER_TICK: usize = 40;
+/// Requests one tick may send: with the poller's share this keeps a tick a
+/// minute under Graph's 150 calls a minute.
+const MAX_CALLS_PER_TICK: u32 = 100;
+/// Failed write-back attempts before the error is put on the alert.
+const MAX_ATTEMPTS: u32 = 3;
 
 pub async fn run() -> Result<String, String> {
     let settings = match DefenderSettings::read(&spin_var) {
@@ -70,13 +71,7 @@ struct Ctx<'a> {
 
 async fn tick(s: &DefenderSettings, log: &Log) -> Result<String, String> {
     let tenant = &s.common.tenant_id;
-    let api = Api {
-        service: "defender",
-        limits: s.retry,
-        started: Instant::now(),
-        log,
-        user_agent: "mdo-vmray-connector/0.1",
-    };
+    let api = Api::new("defender", s.retry, log);
     let mut cx = Ctx {
         s,
         log,
@@ -87,28 +82,62 @@ async fn tick(s: &DefenderSettings, log: &Log) -> Result<String, String> {
         counts: Counts::default(),
     };
     let open: OpenAlerts = cx.kv.get(&keys::open(tenant))?.unwrap_or_default();
-    let mut worked = 0;
     for alert_id in &open.ids {
-        if worked >= MAX_ALERTS_PER_TICK
-            || cx.api.started.elapsed() > connector_io::api::TICK_BUDGET
-        {
-            log.info("tick_budget_spent", &[("alert", json!(alert_id))]);
+        if cx.api.sent.get() >= MAX_CALLS_PER_TICK || cx.api.out_of_time() {
+            log.info(
+                "tick_budget_spent",
+                &[
+                    ("alert", json!(alert_id)),
+                    ("calls", json!(cx.api.sent.get())),
+                ],
+            );
             break;
         }
-        match cx.alert(alert_id).await {
-            Ok(true) => worked += 1,
-            Ok(false) => {}
-            Err(e) => {
-                worked += 1;
-                log.warn(
-                    "writeback_failed",
-                    &[("alert", json!(alert_id)), ("error", json!(e))],
-                );
-            }
+        if let Err(e) = cx.alert(alert_id).await {
+            log.warn(
+                "writeback_failed",
+                &[("alert", json!(alert_id)), ("error", json!(e))],
+            );
         }
     }
     let c = &cx.counts;
     Ok(json!({"alerts_done": c.alerts_done, "comments": c.comments, "indicators": c.indicators, "incidents_tagged": c.incidents_tagged}).to_string())
+}
+
+/// Why a write-back step stopped: transient failures (throttling, outages)
+/// just wait for a later tick; others count towards reporting on the alert.
+struct Failure {
+    msg: String,
+    transient: bool,
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Failure {
+        Failure {
+            msg,
+            transient: false,
+        }
+    }
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Failure {
+        Failure {
+            transient: e.transient(),
+            msg: e.to_string(),
+        }
+    }
+}
+
+fn http_failure(what: &str, resp: &Resp, log: &Log) -> Failure {
+    Failure {
+        msg: format!(
+            "{what}: HTTP {}: {}",
+            resp.status,
+            log.scrub(&resp.snippet())
+        ),
+        transient: resp.status == 429 || resp.status >= 500,
+    }
 }
 
 impl Ctx<'_> {
@@ -129,6 +158,37 @@ impl Ctx<'_> {
         else {
             return Ok(false);
         };
+        match self.write_back(alert_id, &record, &mut wb, &wb_key).await {
+            Ok(worked) => Ok(worked),
+            Err(f) if f.transient => Err(f.msg),
+            Err(f) => {
+                wb.attempts += 1;
+                self.kv.put(&wb_key, &wb)?;
+                if wb.attempts >= MAX_ATTEMPTS {
+                    // Stop retrying, and tell the analyst on the alert.
+                    let text = comment::render_error_comment(&f.msg, wb.attempts);
+                    self.post_comments(alert_id, &mut wb, &wb_key, &text)
+                        .await
+                        .map_err(|e| e.msg)?;
+                    wb.done_at = Some(Utc::now());
+                    self.kv.put(&wb_key, &wb)?;
+                    self.log.error(
+                        "writeback_abandoned",
+                        &[("alert", json!(alert_id)), ("error", json!(f.msg))],
+                    );
+                }
+                Err(f.msg)
+            }
+        }
+    }
+
+    async fn write_back(
+        &mut self,
+        alert_id: &str,
+        record: &AlertRecord,
+        wb: &mut Writeback,
+        wb_key: &str,
+    ) -> Result<bool, Failure> {
         let (comments, samples) = match &record.stage {
             AlertStage::AwaitingUrls { .. } => return Ok(false),
             AlertStage::NoUrls { reason } => (
@@ -145,14 +205,28 @@ impl Ctx<'_> {
                 self.render(&va)?
             }
         };
-        self.post_comments(alert_id, &mut wb, &wb_key, &comments)
-            .await?;
+        self.post_comments(alert_id, wb, wb_key, &comments).await?;
         if !wb.indicators_done {
             if self.s.create_indicators {
-                self.indicators(alert_id, &samples).await?;
+                let failed = self.indicators(alert_id, &samples, wb, wb_key).await?;
+                if !failed.is_empty() {
+                    wb.indicator_attempts += 1;
+                    self.kv.put(wb_key, wb)?;
+                    if wb.indicator_attempts < MAX_ATTEMPTS {
+                        return Err(Failure {
+                            msg: format!(
+                                "{} indicator(s) failed; retrying next tick",
+                                failed.len()
+                            ),
+                            transient: true,
+                        });
+                    }
+                    let text = comment::render_indicator_failures(&failed);
+                    self.post_comments(alert_id, wb, wb_key, &text).await?;
+                }
             }
             wb.indicators_done = true;
-            self.kv.put(&wb_key, &wb)?;
+            self.kv.put(wb_key, wb)?;
         }
         if !wb.tags_done {
             if let (true, Some(incident)) =
@@ -163,10 +237,10 @@ impl Ctx<'_> {
                 }
             }
             wb.tags_done = true;
-            self.kv.put(&wb_key, &wb)?;
+            self.kv.put(wb_key, wb)?;
         }
         wb.done_at = Some(Utc::now());
-        self.kv.put(&wb_key, &wb)?;
+        self.kv.put(wb_key, wb)?;
         self.counts.alerts_done += 1;
         self.log.info(
             "alert_written_back",
@@ -249,7 +323,7 @@ impl Ctx<'_> {
         wb: &mut Writeback,
         wb_key: &str,
         comments: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let mut existing: Option<Vec<String>> = None;
         for text in comments {
             let marker = text.lines().next().unwrap_or_default().to_string();
@@ -292,14 +366,9 @@ impl Ctx<'_> {
                 let resp = self
                     .entra
                     .call(&self.api, GRAPH_SCOPE, &Req::post_json(url, &body, false))
-                    .await
-                    .map_err(|e| format!("comment: {e}"))?;
+                    .await?;
                 if !resp.ok() {
-                    return Err(format!(
-                        "comment: HTTP {}: {}",
-                        resp.status,
-                        self.log.scrub(&resp.snippet())
-                    ));
+                    return Err(http_failure("comment", &resp, self.log));
                 }
                 self.counts.comments += 1;
                 self.log.info(
@@ -313,7 +382,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    async fn alert_comments(&self, alert_id: &str) -> Result<Vec<String>, String> {
+    async fn alert_comments(&self, alert_id: &str) -> Result<Vec<String>, Failure> {
         let url = format!(
             "{}/v1.0/security/alerts_v2/{}",
             self.s.graph_base_url,
@@ -322,20 +391,26 @@ impl Ctx<'_> {
         let resp = self
             .entra
             .call(&self.api, GRAPH_SCOPE, &Req::get(url))
-            .await
-            .map_err(|e| format!("reading alert: {e}"))?;
+            .await?;
         if !resp.ok() {
-            return Err(format!("reading alert: HTTP {}", resp.status));
+            return Err(http_failure("reading alert", &resp, self.log));
         }
         let v: Value = serde_json::from_slice(&resp.body)
             .map_err(|e| format!("reading alert: not JSON: {e}"))?;
-        parse_alert(&v)
+        Ok(parse_alert(&v)
             .map(|a| a.comments)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?)
     }
 
-    /// Indicators for the chosen verdicts, each written once per expiration period.
-    async fn indicators(&mut self, alert_id: &str, samples: &[SampleReport]) -> Result<(), String> {
+    /// Indicators for the chosen verdicts, each written once per expiration
+    /// period. Returns the ones Defender refused, with the reason.
+    async fn indicators(
+        &mut self,
+        alert_id: &str,
+        samples: &[SampleReport],
+        wb: &mut Writeback,
+        wb_key: &str,
+    ) -> Result<Vec<(IndicatorDraft, String)>, Failure> {
         let now = Utc::now();
         let mut drafts: Vec<IndicatorDraft> = Vec::new();
         for s in samples {
@@ -371,6 +446,49 @@ impl Ctx<'_> {
                 }
             }
         }
+        // An import that may have happened before the last tick died: look
+        // its indicators up instead of writing them again.
+        if !wb.indicators_pending.is_empty() {
+            let pending = std::mem::take(&mut wb.indicators_pending);
+            let mut confirmed = Vec::new();
+            for d in drafts.iter().filter(|d| {
+                pending
+                    .iter()
+                    .any(|p| p.kind == d.ioc.kind && p.value == d.ioc.value)
+            }) {
+                let url = format!(
+                    "{}{}",
+                    self.s.defender_base_url,
+                    indicators::lookup_query(d.ioc.kind, &d.ioc.value)
+                );
+                let resp = self
+                    .entra
+                    .call(&self.api, DEFENDER_SCOPE, &Req::get(url))
+                    .await?;
+                if !resp.ok() {
+                    wb.indicators_pending = pending;
+                    return Err(http_failure("indicator look-up", &resp, self.log));
+                }
+                if indicators::lookup_found(
+                    &resp.body,
+                    &d.ioc.value,
+                    now + chrono::Duration::days(1),
+                )? {
+                    self.record_indicator(d, now)?;
+                    confirmed.push((d.ioc.kind, d.ioc.value.clone()));
+                    self.log.info(
+                        "indicator_found_after_restart",
+                        &[
+                            ("alert", json!(alert_id)),
+                            ("type", json!(d.ioc.kind.as_str())),
+                        ],
+                    );
+                }
+            }
+            drafts.retain(|d| !confirmed.contains(&(d.ioc.kind, d.ioc.value.clone())));
+            self.kv.put(wb_key, wb)?;
+        }
+        let mut failed = Vec::new();
         for batch in drafts.chunks(MAX_IMPORT_BATCH) {
             if self.s.common.dry_run {
                 for d in batch {
@@ -381,68 +499,87 @@ impl Ctx<'_> {
                 }
                 continue;
             }
+            wb.indicators_pending = batch
+                .iter()
+                .map(|d| PendingIndicator {
+                    kind: d.ioc.kind,
+                    value: d.ioc.value.clone(),
+                })
+                .collect();
+            self.kv.put(wb_key, wb)?;
             let refs: Vec<&IndicatorDraft> = batch.iter().collect();
             let url = format!("{}/api/indicators/import", self.s.defender_base_url);
-            // Import is an upsert (same value and type): safe to repeat.
+            // Import is an upsert (same value and type): safe to retry.
             let req = Req::post_json(url, &indicators::import_body(&refs), true);
-            let resp = self
-                .entra
-                .call(&self.api, DEFENDER_SCOPE, &req)
-                .await
-                .map_err(|e| format!("indicator import: {e}"))?;
-            if !resp.ok() {
-                return Err(format!(
-                    "indicator import: HTTP {}: {}",
-                    resp.status,
+            let resp = self.entra.call(&self.api, DEFENDER_SCOPE, &req).await?;
+            if resp.status == 400 {
+                // The whole batch was refused (the tenant's indicator cap, a malformed batch).
+                let why = format!(
+                    "Defender refused the import: {}",
                     self.log.scrub(&resp.snippet())
-                ));
-            }
-            let items = indicators::parse_import_response(&resp.body)?;
-            for d in batch {
-                let item = items
-                    .iter()
-                    .find(|i| i.indicator.eq_ignore_ascii_case(&d.ioc.value));
-                match item {
-                    Some(i) if !i.failed => {
-                        let rec = IndicatorRecord {
-                            v: SCHEMA,
-                            value: d.ioc.value.clone(),
-                            kind: d.ioc.kind,
-                            action: d.action,
-                            expires: d.expires,
-                            written_at: now,
-                        };
-                        self.kv.put(
-                            &keys::indicator(self.tenant, d.ioc.kind, &d.ioc.value),
-                            &rec,
-                        )?;
-                        self.counts.indicators += 1;
-                        self.log.info(
-                            "indicator_written",
-                            &[
-                                ("alert", json!(alert_id)),
-                                ("type", json!(d.ioc.kind.as_str())),
-                                ("action", json!(d.action.as_str())),
-                            ],
-                        );
-                    }
-                    other => {
-                        let reason = other
-                            .and_then(|i| i.reason.clone())
-                            .unwrap_or_else(|| "not in the import response".into());
-                        self.log.error(
-                            "indicator_failed",
-                            &[
-                                ("alert", json!(alert_id)),
-                                ("type", json!(d.ioc.kind.as_str())),
-                                ("reason", json!(reason)),
-                            ],
-                        );
+                );
+                failed.extend(batch.iter().map(|d| (d.clone(), why.clone())));
+            } else if !resp.ok() {
+                return Err(http_failure("indicator import", &resp, self.log));
+            } else {
+                let items = indicators::parse_import_response(&resp.body)?;
+                for d in batch {
+                    match items
+                        .iter()
+                        .find(|i| i.indicator.eq_ignore_ascii_case(&d.ioc.value))
+                    {
+                        Some(i) if !i.failed => {
+                            self.record_indicator(d, now)?;
+                            self.counts.indicators += 1;
+                            self.log.info(
+                                "indicator_written",
+                                &[
+                                    ("alert", json!(alert_id)),
+                                    ("type", json!(d.ioc.kind.as_str())),
+                                    ("action", json!(d.action.as_str())),
+                                ],
+                            );
+                        }
+                        other => {
+                            let reason = other
+                                .and_then(|i| i.reason.clone())
+                                .unwrap_or_else(|| "not in the import response".into());
+                            self.log.error(
+                                "indicator_failed",
+                                &[
+                                    ("alert", json!(alert_id)),
+                                    ("type", json!(d.ioc.kind.as_str())),
+                                    ("reason", json!(reason)),
+                                ],
+                            );
+                            failed.push((d.clone(), reason));
+                        }
                     }
                 }
             }
+            wb.indicators_pending.clear();
+            self.kv.put(wb_key, wb)?;
         }
-        Ok(())
+        Ok(failed)
+    }
+
+    fn record_indicator(
+        &self,
+        d: &IndicatorDraft,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), String> {
+        let rec = IndicatorRecord {
+            v: SCHEMA,
+            value: d.ioc.value.clone(),
+            kind: d.ioc.kind,
+            action: d.action,
+            expires: d.expires,
+            written_at: now,
+        };
+        self.kv.put(
+            &keys::indicator(self.tenant, d.ioc.kind, &d.ioc.value),
+            &rec,
+        )
     }
 
     /// Tag the incident with the most severe verdict and threat names,
@@ -451,7 +588,7 @@ impl Ctx<'_> {
         &mut self,
         incident: &str,
         samples: &[SampleReport],
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let verdict = samples
             .iter()
             .map(|s| s.verdict)
@@ -469,10 +606,9 @@ impl Ctx<'_> {
         let resp = self
             .entra
             .call(&self.api, GRAPH_SCOPE, &Req::get(&url))
-            .await
-            .map_err(|e| format!("reading incident: {e}"))?;
+            .await?;
         if !resp.ok() {
-            return Err(format!("reading incident {incident}: HTTP {}", resp.status));
+            return Err(http_failure("reading incident", &resp, self.log));
         }
         let v: Value = serde_json::from_slice(&resp.body)
             .map_err(|e| format!("incident {incident}: not JSON: {e}"))?;
@@ -496,17 +632,9 @@ impl Ctx<'_> {
             } else {
                 let mut req = Req::post_json(&url, &json!({"customTags": new_tags}), true);
                 req.method = spin_sdk::http::Method::Patch;
-                let resp = self
-                    .entra
-                    .call(&self.api, GRAPH_SCOPE, &req)
-                    .await
-                    .map_err(|e| format!("tagging incident: {e}"))?;
+                let resp = self.entra.call(&self.api, GRAPH_SCOPE, &req).await?;
                 if !resp.ok() {
-                    return Err(format!(
-                        "tagging incident {incident}: HTTP {}: {}",
-                        resp.status,
-                        self.log.scrub(&resp.snippet())
-                    ));
+                    return Err(http_failure("tagging incident", &resp, self.log));
                 }
                 self.counts.incidents_tagged += 1;
                 self.log.info(
@@ -518,7 +646,7 @@ impl Ctx<'_> {
                 );
             }
         }
-        self.kv.put(&rec_key, &own)
+        Ok(self.kv.put(&rec_key, &own)?)
     }
 }
 

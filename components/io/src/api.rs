@@ -14,6 +14,9 @@ use crate::log::Log;
 /// Wall time a tick may spend (Fermyon Wasm Functions stop a request at 30 s).
 pub const TICK_BUDGET: Duration = Duration::from_secs(22);
 
+/// Identifies the client to the APIs.
+pub const USER_AGENT: &str = concat!("mdo-vmray-connector/", env!("CARGO_PKG_VERSION"));
+
 /// One outbound request.
 #[derive(Clone)]
 pub struct Req {
@@ -96,6 +99,16 @@ pub enum CallError {
     Status { status: u16, body: String },
 }
 
+impl CallError {
+    /// Throttling, server errors and no response: worth another tick.
+    pub fn transient(&self) -> bool {
+        match self {
+            CallError::NoResponse(_) => true,
+            CallError::Status { status, .. } => *status == 429 || *status >= 500,
+        }
+    }
+}
+
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -112,14 +125,34 @@ pub struct Api<'a> {
     pub started: Instant,
     pub log: &'a Log,
     pub user_agent: &'static str,
+    /// Requests sent so far this tick (retries included), for per-tick
+    /// budgets that keep the connector inside the APIs' quotas.
+    pub sent: std::cell::Cell<u32>,
 }
 
-impl Api<'_> {
+impl<'a> Api<'a> {
+    pub fn new(service: &'static str, limits: RetryLimits, log: &'a Log) -> Api<'a> {
+        Api {
+            service,
+            limits,
+            started: Instant::now(),
+            log,
+            user_agent: USER_AGENT,
+            sent: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Has the tick used up its wall-time budget?
+    pub fn out_of_time(&self) -> bool {
+        self.started.elapsed() > TICK_BUDGET
+    }
+
     fn tick_left(&self) -> Duration {
         TICK_BUDGET.saturating_sub(self.started.elapsed())
     }
 
     async fn send_once(&self, req: &Req) -> Result<Resp, String> {
+        self.sent.set(self.sent.get() + 1);
         let mut b = Request::builder();
         b.method(req.method.clone())
             .uri(req.url.clone())

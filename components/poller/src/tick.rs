@@ -2,8 +2,6 @@
 //! their URLs (evidence, then one batched hunting query), publish the open
 //! list, move the cursor. Writes only `poll:*` and `alert:*` records.
 
-use std::time::Instant;
-
 use chrono::Utc;
 use connector_io::api::{Api, Req};
 use connector_io::entra::{Entra, GRAPH_SCOPE};
@@ -52,13 +50,7 @@ pub async fn run() -> Result<String, String> {
 async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
     let tenant = &s.common.tenant_id;
     let kv = Kv::open()?;
-    let api = Api {
-        service: "graph",
-        limits: GRAPH_RETRY,
-        started: Instant::now(),
-        log,
-        user_agent: "mdo-vmray-connector/0.1",
-    };
+    let api = Api::new("graph", GRAPH_RETRY, log);
     let entra = Entra::new(s.entra.clone(), tenant);
     let now = Utc::now();
 

@@ -5,7 +5,6 @@
 //! `sample:*` and `va:*` records. Holds the only copy of the VMRay key.
 
 use std::collections::{HashSet, VecDeque};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use connector_io::api::{Api, CallError, Req, Resp};
@@ -58,13 +57,7 @@ struct Vmray<'a> {
 
 impl<'a> Vmray<'a> {
     fn new(s: &'a VmraySettings, log: &'a Log) -> Self {
-        let api = Api {
-            service: "vmray",
-            limits: s.retry,
-            started: Instant::now(),
-            log,
-            user_agent: "mdo-vmray-connector/0.1",
-        };
+        let api = Api::new("vmray", s.retry, log);
         Vmray {
             s,
             log,
