@@ -99,11 +99,11 @@ impl AsyncRead for SimIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if matches!(*this.mode(), Mode::Normal) {
-            Pin::new(&mut this.inner).poll_read(cx, buf)
-        } else {
-            // A sabotaged connection reads as closed.
+        if matches!(*this.mode(), Mode::Abort) {
+            // A dropped connection reads as closed (no further requests on it).
             Poll::Ready(Ok(()))
+        } else {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
         }
     }
 }

@@ -178,7 +178,10 @@ impl FaultRule {
             self.fault,
             Fault::Status { .. } | Fault::ConnectionRefused | Fault::Timeout { .. }
         ) || self.fault.shapes_response();
-        need(!self.apply_then_fail || after_ok, "cannot be apply_then_fail")
+        need(
+            !self.apply_then_fail || after_ok,
+            "cannot be apply_then_fail",
+        )
     }
 
     fn matches(&self, service: Service, req: &Req) -> bool {
@@ -198,9 +201,7 @@ impl FaultRule {
         let path = req.path.trim_end_matches('/');
         match self.fault {
             Fault::VmrayErrorsInOk => req.method == "POST" && path == "/rest/sample/submit",
-            Fault::PartialImportFailure => {
-                req.method == "POST" && path == "/api/indicators/import"
-            }
+            Fault::PartialImportFailure => req.method == "POST" && path == "/api/indicators/import",
             _ => true,
         }
     }
@@ -252,7 +253,10 @@ pub(crate) fn status_response(service: Service, code: u16, retry_after: Option<&
                     "InvalidAuthenticationToken",
                     "Access token validation failure.",
                 ),
-                403 => ("Forbidden", "Insufficient privileges to complete the operation."),
+                403 => (
+                    "Forbidden",
+                    "Insufficient privileges to complete the operation.",
+                ),
                 404 => ("NotFound", "The requested resource was not found."),
                 500 => ("InternalServerError", "An internal server error occurred."),
                 502 => ("BadGateway", "The gateway received an invalid response."),
@@ -269,9 +273,15 @@ pub(crate) fn status_response(service: Service, code: u16, retry_after: Option<&
         Service::Defender => {
             let (c, m) = match code {
                 401 => ("Unauthorized", "Authorization failed."),
-                403 => ("Forbidden", "The application does not have the required permission."),
+                403 => (
+                    "Forbidden",
+                    "The application does not have the required permission.",
+                ),
                 404 => ("NotFound", "Resource was not found."),
-                503 => ("ServiceUnavailable", "The service is temporarily unavailable."),
+                503 => (
+                    "ServiceUnavailable",
+                    "The service is temporarily unavailable.",
+                ),
                 c if c < 500 => ("BadRequest", "The request is invalid."),
                 _ => ("InternalServerError", "An error has occurred."),
             };

@@ -4,17 +4,22 @@
 //! thread with its own tokio runtime. See README.md for the scenario format.
 
 mod clock;
+mod conn;
 mod defender;
 mod entra;
+mod faults;
 mod graph;
 mod http;
 mod hunting;
+mod quotas;
 mod scenario;
 mod server;
 mod state;
 mod vmray;
 
 pub use clock::Clock;
+pub use faults::{ActiveRule, Fault, FaultRule};
+pub use quotas::Quotas;
 pub use scenario::{
     AlertSpec, DomainIocSpec, FileIocSpec, IncidentSpec, IocsSpec, IpIocSpec, MailSpec,
     MailUrlSpec, PriorSubmissionSpec, SampleSpec, Scenario, ThreatNameSpec, UrlIocSpec, VmraySpec,
@@ -26,6 +31,9 @@ pub use state::{
 };
 
 use anyhow::Context;
+use conn::{Conn, SimListener};
+use faults::FaultSet;
+use quotas::QuotaState;
 use state::{Shared, World};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -76,6 +84,9 @@ impl Simulators {
                 vmray,
             },
             world: Mutex::new(world),
+            faults: Mutex::new(FaultSet::default()),
+            quotas: Mutex::new(QuotaState::new(scenario.quotas)),
+            serial: Mutex::new(()),
         });
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -105,9 +116,10 @@ impl Simulators {
                                 return;
                             }
                         };
-                        let app = server::router(for_thread.clone(), service);
+                        let app = server::router(for_thread.clone(), service)
+                            .into_make_service_with_connect_info::<Conn>();
                         tokio::spawn(async move {
-                            let _ = axum::serve(l, app).await;
+                            let _ = axum::serve(SimListener(l), app).await;
                         });
                     }
                     let _ = ready_tx.send(Ok(()));
@@ -150,8 +162,41 @@ impl Simulators {
 
     /// A snapshot of what the simulators hold and saw.
     pub fn state(&self) -> SimState {
-        let now = self.shared.clock.now();
-        self.shared.lock().snapshot(now)
+        self.shared.snapshot()
+    }
+
+    /// Adds a fault rule (also `POST /_sim/faults`). Panics on a rule that makes no sense
+    /// (see [`FaultRule::validate`]); [`Simulators::try_inject`] returns the reason instead.
+    pub fn inject(&self, rule: FaultRule) {
+        if let Err(e) = self.try_inject(rule) {
+            panic!("invalid fault rule: {e}");
+        }
+    }
+
+    /// Adds a fault rule, or says why it makes no sense.
+    pub fn try_inject(&self, rule: FaultRule) -> Result<(), String> {
+        rule.validate()?;
+        self.shared.faults().rules.push(ActiveRule {
+            rule,
+            matched: 0,
+            fired: 0,
+        });
+        Ok(())
+    }
+
+    /// Removes every fault rule (also `DELETE /_sim/faults`).
+    pub fn clear_faults(&self) {
+        self.shared.faults().rules.clear();
+    }
+
+    /// The injected rules with how often each matched and fired.
+    pub fn fault_rules(&self) -> Vec<ActiveRule> {
+        self.shared.faults().rules.clone()
+    }
+
+    /// Replaces the rate quotas (also `POST /_sim/quotas`); calls already made still count.
+    pub fn set_quotas(&self, quotas: Quotas) {
+        self.shared.quotas().limits = quotas;
     }
 
     /// Shortcut for `state().calls_to(…)`.

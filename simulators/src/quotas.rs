@@ -113,7 +113,10 @@ impl QuotaState {
             .or(window.back())
             .map(|t| (*t - cutoff).num_milliseconds().max(1))
             .unwrap_or(WINDOW_MS);
-        *self.throttled.entry(service.name().to_string()).or_insert(0) += 1;
+        *self
+            .throttled
+            .entry(service.name().to_string())
+            .or_insert(0) += 1;
         Err(throttle_response(
             service,
             &seconds_text(wait_ms),

@@ -114,12 +114,16 @@ pub(crate) fn dispatch(shared: &Shared, service: Service, req: &Req) -> Outcome 
 fn execute(shared: &Shared, service: Service, req: &Req) -> Result<Resp, Resp> {
     let now = shared.clock.now();
     shared.quotas().admit(service, req, now)?;
-    Ok(match service {
+    Ok(handler(shared, service, req))
+}
+
+fn handler(shared: &Shared, service: Service, req: &Req) -> Resp {
+    match service {
         Service::Entra => entra::handle(shared, req),
         Service::Graph => graph::handle(shared, req),
         Service::Defender => defender::handle(shared, req),
         Service::Vmray => vmray::handle(shared, req),
-    })
+    }
 }
 
 type Faulted = (Resp, Delivery, Option<&'static str>);
@@ -156,10 +160,15 @@ fn apply_fault(shared: &Shared, service: Service, req: &Req, rule: &FaultRule) -
         }
         Fault::PartialImportFailure => partial_import(shared, service, req),
         Fault::TruncatedBody | Fault::MalformedJson | Fault::MissingFields | Fault::WrongTypes => {
+            // Without apply_then_fail the request runs outside the quota and is rolled back.
             let saved = (!rule.apply_then_fail).then(|| shared.lock().clone());
-            let real = match execute(shared, service, req) {
-                Ok(r) => r,
-                Err(throttled) => return (throttled, Delivery::Normal, Some("quota")),
+            let real = if rule.apply_then_fail {
+                match execute(shared, service, req) {
+                    Ok(r) => r,
+                    Err(throttled) => return (throttled, Delivery::Normal, Some("quota")),
+                }
+            } else {
+                handler(shared, service, req)
             };
             match shape(&rule.fault, service, req, &real) {
                 Some((resp, delivery)) => {
@@ -180,7 +189,7 @@ fn shape(fault: &Fault, service: Service, req: &Req, real: &Resp) -> Option<(Res
     if !(200..300).contains(&real.status) || real.body.is_empty() {
         return None;
     }
-    let mut json = || serde_json::from_slice::<Value>(&real.body).ok();
+    let json = || serde_json::from_slice::<Value>(&real.body).ok();
     match fault {
         Fault::TruncatedBody => Some((real.clone(), Delivery::Truncate)),
         Fault::MalformedJson => {

@@ -249,9 +249,11 @@ fn describe(op: KvOp, key: Option<&str>) -> String {
 impl HostState {
     /// Logs an injected fault and makes it the guest's `error::other`.
     fn injected(&self, message: String) -> KvError {
-        self.shared
-            .logs
-            .push(&self.component.id, Stream::Host, format!("test-host: {message}"));
+        self.shared.logs.push(
+            &self.component.id,
+            Stream::Host,
+            format!("test-host: {message}"),
+        );
         KvError::Other(message)
     }
 
@@ -268,7 +270,7 @@ impl HostState {
         }
         state.ops += 1;
         if let Some(n) = state.faults.fail_every_nth_op {
-            if state.ops % n == 0 {
+            if state.ops.is_multiple_of(n) {
                 return Some(self.injected(format!(
                     "injected: failure of key-value operation #{} ({})",
                     state.ops,
@@ -276,9 +278,7 @@ impl HostState {
                 )));
             }
         }
-        if let (KvOp::Set, Some(pattern), Some(key)) =
-            (op, &state.faults.fail_sets_matching, key)
-        {
+        if let (KvOp::Set, Some(pattern), Some(key)) = (op, &state.faults.fail_sets_matching, key) {
             if key.contains(pattern.as_str()) {
                 return Some(self.injected(format!(
                     "injected: set {key:?} fails (key contains {pattern:?})"
@@ -317,7 +317,8 @@ impl HostState {
             (Ok(_), KvOp::Get) => stats.gets += 1,
             (Ok(_), KvOp::Set) => {
                 stats.sets += 1;
-                stats.bytes_written += (key.map_or(0, str::len) + value.map_or(0, <[u8]>::len)) as u64;
+                stats.bytes_written +=
+                    (key.map_or(0, str::len) + value.map_or(0, <[u8]>::len)) as u64;
             }
             (Ok(_), KvOp::Delete) => stats.deletes += 1,
             (Ok(_), KvOp::Exists) => stats.exists += 1,
@@ -394,7 +395,9 @@ impl key_value::HostStore for HostState {
         &mut self,
         store: Resource<StoreHandle>,
     ) -> wasmtime::Result<Result<Vec<String>, KvError>> {
-        self.kv_call(&store, KvOp::GetKeys, None, None, |kv, label| kv.keys(label))
+        self.kv_call(&store, KvOp::GetKeys, None, None, |kv, label| {
+            kv.keys(label)
+        })
     }
 
     fn drop(&mut self, store: Resource<StoreHandle>) -> wasmtime::Result<()> {

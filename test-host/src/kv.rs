@@ -199,10 +199,10 @@ impl KvStores {
 
     fn record(&self, undo: &mut Option<UndoLog>, store: &str, key: &str) -> Result<()> {
         if let Some(log) = undo {
-            let id = (store.to_string(), key.to_string());
-            if !log.contains_key(&id) {
-                let previous = self.backend.get(store, key)?;
-                log.insert(id, previous);
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                log.entry((store.to_string(), key.to_string()))
+            {
+                slot.insert(self.backend.get(store, key)?);
             }
         }
         Ok(())

@@ -57,9 +57,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
                 config.kv = match v.strip_prefix("sqlite:") {
                     Some(path) => KvBackend::Sqlite(path.into()),
                     None if v == "memory" => KvBackend::Memory,
-                    None if v.starts_with("redis://") => {
-                        KvBackend::Redis(v)
-                    }
+                    None if v.starts_with("redis://") => KvBackend::Redis(v),
                     None => bail!("--kv must be memory, sqlite:PATH or redis://HOST:PORT/DB"),
                 };
             }
@@ -141,6 +139,7 @@ fn main() -> Result<()> {
     for line in app.logs() {
         eprintln!("{line}");
     }
+    eprintln!("kv calls: {:?}", app.kv_stats());
     for (component, url) in app.denied_requests() {
         eprintln!("denied: {component} -> {url}");
     }

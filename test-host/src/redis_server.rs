@@ -69,10 +69,8 @@ impl TestRedis {
             let mut own = OwnServer {
                 child: None,
                 port,
-                log: std::env::temp_dir().join(format!(
-                    "test-host-redis-{}-{port}.log",
-                    std::process::id()
-                )),
+                log: std::env::temp_dir()
+                    .join(format!("test-host-redis-{}-{port}.log", std::process::id())),
             };
             match own.run() {
                 Ok(()) => {
@@ -148,7 +146,10 @@ impl OwnServer {
         loop {
             if let Some(status) = child.try_wait()? {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                bail!("redis-server on port {} exited ({status}):\n{log}", self.port);
+                bail!(
+                    "redis-server on port {} exited ({status}):\n{log}",
+                    self.port
+                );
             }
             let pong = client
                 .get_connection_with_timeout(Duration::from_millis(500))
