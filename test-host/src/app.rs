@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
@@ -84,11 +84,34 @@ pub struct App {
     shared: Arc<Shared>,
 }
 
+/// One engine per process, so compiled components can be shared between
+/// `App`s (crash and fault suites load the same components hundreds of times).
 fn engine() -> Result<Engine> {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    if let Some(e) = ENGINE.get() {
+        return Ok(e.clone());
+    }
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
-    Engine::new(&config).map_err(|e| anyhow!("creating the wasmtime engine: {e:?}"))
+    let engine = Engine::new(&config).map_err(|e| anyhow!("creating the wasmtime engine: {e:?}"))?;
+    Ok(ENGINE.get_or_init(|| engine).clone())
+}
+
+/// Compile a `.wasm` file once per process and contents (keyed by path,
+/// size and modification time, so a rebuilt file is compiled again).
+fn compile_cached(engine: &Engine, path: &Path) -> Result<Component> {
+    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Component>>> = OnceLock::new();
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some(c) = cache.lock().expect("component cache").get(&key) {
+        return Ok(c.clone());
+    }
+    let component = Component::from_file(engine, path).map_err(wasm_err)?;
+    cache.lock().expect("component cache").insert(key, component.clone());
+    Ok(component)
 }
 
 fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
@@ -150,8 +173,7 @@ impl App {
                     .with_context(|| format!("component {id:?}"))?,
             };
             let source = base_dir.join(&decl.source);
-            let component = Component::from_file(&engine, &source)
-                .map_err(wasm_err)
+            let component = compile_cached(&engine, &source)
                 .with_context(|| format!("component {id:?}: compiling {}", source.display()))?;
             let pre = linker
                 .instantiate_pre(&component)
