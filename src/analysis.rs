@@ -23,10 +23,21 @@ pub enum UrlStep {
     /// Nothing usable of ours: ask VMRay's submission search before submitting.
     Lookup { since: DateTime<Utc> },
     /// A submit's fate is unknown (the tick died around it): find it by
-    /// search before anything is submitted again.
-    Reconcile { since: DateTime<Utc> },
-    /// Ask VMRay whether the submission finished.
-    Poll { submission_id: u64, sample_id: u64 },
+    /// search (from `since`) before anything is submitted again. A submission
+    /// found is dated `intent_at`, our clock's time of the submit.
+    Reconcile {
+        since: DateTime<Utc>,
+        intent_at: DateTime<Utc>,
+    },
+    /// Ask VMRay whether the submission finished. `submitted_at` is on our
+    /// clock, and becomes the analysis date (VMRay's own dates have second
+    /// precision and their own clock; comparing them with ours could make a
+    /// fresh analysis look stale and be submitted again).
+    Poll {
+        submission_id: u64,
+        sample_id: u64,
+        submitted_at: DateTime<Utc>,
+    },
     /// The analysis took longer than `vmray_analysis_timeout_minutes`.
     TimedOut,
     /// A recent failure stands for this alert.
@@ -52,6 +63,7 @@ pub fn next_step(
         // Look a little before the intent: clocks of VMRay and the host differ.
         UrlState::Submitting { since, .. } => UrlStep::Reconcile {
             since: *since - Duration::minutes(5),
+            intent_at: *since,
         },
         UrlState::Running { submitted_at, .. }
             if now - *submitted_at > Duration::minutes(i64::from(analysis_timeout_minutes)) =>
@@ -61,10 +73,11 @@ pub fn next_step(
         UrlState::Running {
             submission_id,
             sample_id,
-            ..
+            submitted_at,
         } => UrlStep::Poll {
             submission_id: *submission_id,
             sample_id: *sample_id,
+            submitted_at: *submitted_at,
         },
         UrlState::Failed { at, .. } if *at >= needed_since => UrlStep::Failed,
         UrlState::Failed { .. } => UrlStep::Lookup {
@@ -208,7 +221,8 @@ mod tests {
             next_step(Some(&r), now, now, 30),
             UrlStep::Poll {
                 submission_id: 5,
-                sample_id: 6
+                sample_id: 6,
+                submitted_at: now - Duration::minutes(29)
             }
         );
     }

@@ -106,6 +106,10 @@ pub fn intake(alert: &Alert, s: &PollerSettings, now: DateTime<Utc>) -> Intake {
         AlertStage::NoUrls {
             reason: "Teams alerts carry no URL that Defender's APIs expose".into(),
         }
+    } else if !record.skipped.is_empty() {
+        AlertStage::NoUrls {
+            reason: "every URL in the alert is excluded or cannot be analysed".into(),
+        }
     } else {
         AlertStage::NoUrls {
             reason: "the alert names no URL and no e-mail message to look one up by".into(),

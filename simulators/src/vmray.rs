@@ -646,16 +646,29 @@ fn iocs(s: &Sample, ready: bool, only: Option<&str>) -> Value {
     let (mut files, mut urls, mut ips, mut domains) = (vec![], vec![], vec![], vec![]);
     if ready {
         for f in &i.files {
-            let h = hashes(f.filename.as_bytes());
+            // Hashes given in the spec are served alone (old VMRay records may
+            // lack SHA-256); none given: all three, derived from the file name.
+            let hash_set = if f.md5.is_none() && f.sha1.is_none() && f.sha256.is_none() {
+                let h = hashes(f.filename.as_bytes());
+                json!({"md5_hash": h.2, "sha1_hash": h.1, "sha256_hash": h.0})
+            } else {
+                let mut m = serde_json::Map::new();
+                for (k, v) in [
+                    ("md5_hash", &f.md5),
+                    ("sha1_hash", &f.sha1),
+                    ("sha256_hash", &f.sha256),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.into(), json!(v));
+                    }
+                }
+                Value::Object(m)
+            };
             let item = json!({
                 "id": id(), "version": 3, "ioc": true, "ioc_type": "file",
                 "verdict": f.verdict, "severity": f.verdict,
                 "filename": f.filename, "filenames": [f.filename],
-                "hashes": [{
-                    "md5_hash": f.md5.clone().unwrap_or(h.2),
-                    "sha1_hash": f.sha1.clone().unwrap_or(h.1),
-                    "sha256_hash": f.sha256.clone().unwrap_or(h.0),
-                }],
+                "hashes": [hash_set],
                 "threat_names": [], "classifications": [],
             });
             if keep(&f.verdict) {

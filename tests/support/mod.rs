@@ -110,6 +110,18 @@ impl Harness {
         panic!("not done after {max} rounds\n{}", self.log_text());
     }
 
+    /// Rounds with a minute of simulated time between them, until `done`.
+    pub fn run_minutes_until(&self, max: usize, done: impl Fn(&SimState) -> bool) -> usize {
+        for n in 1..=max {
+            self.round();
+            if done(&self.sims.state()) {
+                return n;
+            }
+            self.advance(60);
+        }
+        panic!("not done after {max} rounds\n{}", self.log_text());
+    }
+
     pub fn log_text(&self) -> String {
         self.app.logs().iter().map(|l| format!("{l}\n")).collect()
     }
@@ -177,4 +189,107 @@ pub fn written(s: &SimState) -> Written {
 
 pub fn manifest_text(name: &str) -> String {
     std::fs::read_to_string(root().join(name)).expect("manifest readable")
+}
+
+/// An alert whose URLs are in `urlEvidence`.
+pub fn url_alert(id: &str, incident: &str, urls: &[&str]) -> serde_json::Value {
+    let evidence: Vec<serde_json::Value> = urls
+        .iter()
+        .map(|u| serde_json::json!({"@odata.type": "#microsoft.graph.security.urlEvidence", "url": u}))
+        .collect();
+    serde_json::json!({"id": id, "incident_id": incident, "severity": "medium", "age_minutes": 10, "evidence": evidence})
+}
+
+/// An alert whose URLs only advanced hunting knows (one mail).
+pub fn mail_alert(id: &str, incident: &str, network_message_id: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "incident_id": incident, "severity": "medium", "age_minutes": 10,
+        "evidence": [{"@odata.type": "#microsoft.graph.security.analyzedMessageEvidence",
+                      "networkMessageId": network_message_id, "urls": [], "urlCount": 1}]})
+}
+
+pub fn scenario(v: serde_json::Value) -> Scenario {
+    Scenario::from_json(&v.to_string()).expect("scenario parses")
+}
+
+/// Has every listed alert got at least one comment?
+pub fn all_commented(s: &SimState, alerts: &[&str]) -> bool {
+    alerts.iter().all(|a| !s.comment_texts(a).is_empty())
+}
+
+/// The crash suite's scenario: hunting, `urlEvidence`, an alert without URLs,
+/// an incident with someone else's tag, a malicious URL with IOCs and a child
+/// file. Touches every endpoint the connector uses.
+pub fn rich_scenario() -> Scenario {
+    Scenario::from_json(
+        r##"{
+        "alerts": [
+          {"id": "crash-1", "incident_id": "801", "severity": "high", "age_minutes": 10,
+           "evidence": [{"@odata.type": "#microsoft.graph.security.analyzedMessageEvidence",
+                         "networkMessageId": "11111111-0000-0000-0000-00000000c001", "urls": [], "urlCount": 1}]},
+          {"id": "crash-2", "incident_id": "801", "severity": "medium", "age_minutes": 9,
+           "evidence": [{"@odata.type": "#microsoft.graph.security.urlEvidence", "url": "http://drop.example/get"}]},
+          {"id": "crash-3", "incident_id": "802", "title": "Teams message reported", "severity": "low", "age_minutes": 8, "evidence": []}
+        ],
+        "mails": [{"network_message_id": "11111111-0000-0000-0000-00000000c001",
+                   "urls": [{"url": "http://drop.example/get", "age_hours": 2}]}],
+        "incidents": [{"id": "801", "custom_tags": ["keep-me"]}],
+        "vmray": {"urls": {"http://drop.example/get": {
+            "verdict": "malicious", "vti_score": 80, "threat_names": [{"name": "Emotet", "sources": ["vti"]}],
+            "iocs": {"urls": [{"url": "http://drop.example/get", "verdict": "malicious"}],
+                     "ips": [{"ip": "198.51.100.7", "verdict": "suspicious"}]},
+            "children": [{"filename": "payload.exe", "verdict": "malicious",
+                          "sha256": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
+                          "iocs": {"files": [{"filename": "payload.exe", "verdict": "malicious",
+                                              "sha256": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"}]}}]}}}
+    }"##,
+    )
+    .unwrap()
+}
+
+/// What was written, with the run-specific parts (ports, analysis dates) taken out.
+pub fn normalized(h: &Harness, s: &SimState) -> Written {
+    let mut w = written(s);
+    let vmray = h.sims.vmray_url();
+    for (_, text) in w.comments.iter_mut() {
+        *text = text
+            .lines()
+            .filter(|l| !l.contains("Analysis date:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace(&vmray, "<vmray>");
+    }
+    w
+}
+
+impl Harness {
+    /// One round in which a tick may fail (return `Err`) but never trap;
+    /// returns the failures as `component: error`.
+    pub fn round_lenient(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        for c in COMPONENTS {
+            if let Err(e) = self.tick(c) {
+                errs.push(format!("{c}: {e}"));
+            }
+        }
+        errs
+    }
+
+    /// Advance both clocks (simulators and guests) by `secs`.
+    pub fn advance(&self, secs: u64) {
+        self.sims.clock().advance_secs(secs);
+        self.app.advance_clock(std::time::Duration::from_secs(secs));
+    }
+
+    /// Warn and error lines of one component, raw.
+    pub fn problems(&self, component: &str) -> Vec<String> {
+        self.app
+            .logs()
+            .iter()
+            .filter(|l| l.component == component)
+            .filter(|l| {
+                l.line.contains("\"level\":\"warn\"") || l.line.contains("\"level\":\"error\"")
+            })
+            .map(|l| l.line.clone())
+            .collect()
+    }
 }

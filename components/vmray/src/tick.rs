@@ -169,10 +169,13 @@ impl<'a> Vmray<'a> {
         ) {
             UrlStep::Reuse | UrlStep::Failed => Ok(()),
             UrlStep::Lookup { since } => match self.search(&u.url, since).await? {
-                Some(found) => self.adopt(kv, u, key, found, true).await,
+                Some(found) => {
+                    let dated = found.created.unwrap_or(now);
+                    self.adopt(kv, u, key, found, dated, true).await
+                }
                 None => self.submit(kv, u, key, alert_id, 0).await,
             },
-            UrlStep::Reconcile { since } => {
+            UrlStep::Reconcile { since, intent_at } => {
                 let attempts = match record.map(|r| r.state) {
                     Some(UrlState::Submitting { attempts, .. }) => attempts,
                     _ => 0,
@@ -186,7 +189,8 @@ impl<'a> Vmray<'a> {
                                 ("submission", json!(found.submission_id)),
                             ],
                         );
-                        self.adopt(kv, u, key, found, false).await
+                        // Ours, whatever VMRay's clock says: dated by our intent.
+                        self.adopt(kv, u, key, found, intent_at, false).await
                     }
                     None => self.submit(kv, u, key, alert_id, attempts).await,
                 }
@@ -194,6 +198,7 @@ impl<'a> Vmray<'a> {
             UrlStep::Poll {
                 submission_id,
                 sample_id,
+                submitted_at,
             } => {
                 let resp = self
                     .get(&format!("/rest/submission/{submission_id}"))
@@ -213,7 +218,11 @@ impl<'a> Vmray<'a> {
                         ],
                     );
                 } else if status.finished {
-                    let analysed_at = self.collect(kv, sample_id).await?;
+                    // Dated when submitted, on our clock (not the sample's
+                    // date: VMRay keeps one sample per URL, created at its
+                    // first analysis).
+                    let analysed_at = submitted_at;
+                    self.collect(kv, sample_id, analysed_at).await?;
                     set(UrlState::Done {
                         sample_id,
                         submission_id: Some(submission_id),
@@ -244,10 +253,11 @@ impl<'a> Vmray<'a> {
         u: &UrlRef,
         key: &str,
         found: SubmissionStatus,
+        analysed_at: DateTime<Utc>,
         reused: bool,
     ) -> Result<(), String> {
         let state = if found.finished {
-            let analysed_at = self.collect(kv, found.sample_id).await?;
+            self.collect(kv, found.sample_id, analysed_at).await?;
             if reused {
                 self.reused += 1;
                 self.log.info(
@@ -268,7 +278,7 @@ impl<'a> Vmray<'a> {
             UrlState::Running {
                 submission_id: found.submission_id,
                 sample_id: found.sample_id,
-                submitted_at: found.created.unwrap_or_else(Utc::now),
+                submitted_at: analysed_at,
             }
         };
         kv.put(
@@ -425,12 +435,11 @@ impl<'a> Vmray<'a> {
         vmray::newest_submission(&resp.body, since).map_err(|e| e.to_string())
     }
 
-    /// Read a sample and its children (bounded) into sample records; returns
-    /// the root's analysis date.
-    async fn collect(&self, kv: &Kv, root: u64) -> Result<DateTime<Utc>, String> {
+    /// Read a sample and its children (bounded) into sample records; the
+    /// root carries the date of the analysis that produced these results.
+    async fn collect(&self, kv: &Kv, root: u64, analysed_at: DateTime<Utc>) -> Result<(), String> {
         let mut queue: VecDeque<(u64, usize)> = VecDeque::from([(root, 0)]);
         let mut seen: HashSet<u64> = HashSet::new();
-        let mut root_date = Utc::now();
         while let Some((id, depth)) = queue.pop_front() {
             if !seen.insert(id) || seen.len() > MAX_CHILD_SAMPLES + 1 {
                 continue;
@@ -460,7 +469,7 @@ impl<'a> Vmray<'a> {
                 report.child_ids.clear();
             }
             if id == root {
-                root_date = report.analysed_at;
+                report.analysed_at = analysed_at;
             }
             self.log.info(
                 "sample_read",
@@ -472,6 +481,6 @@ impl<'a> Vmray<'a> {
             );
             kv.put(&keys::sample(self.tenant, id), &report)?;
         }
-        Ok(root_date)
+        Ok(())
     }
 }
