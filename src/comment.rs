@@ -53,6 +53,20 @@ pub fn defang(url: &str) -> String {
         let host = s[host_start..host_end].replace('.', "[.]");
         s.replace_range(host_start..host_end, &host);
     }
+    // A skipped URL may carry CR/LF or escapes: shown escaped, they cannot
+    // forge lines (a second marker, a fake verdict) in the comment.
+    if s.chars().any(char::is_control) {
+        s = s
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+    }
     s
 }
 
@@ -160,28 +174,15 @@ pub fn render_error_comment(error: &str, attempts: u32) -> Vec<String> {
 }
 
 /// The comment listing indicators Defender refused.
-pub fn render_indicator_failures(
-    failed: &[(crate::indicators::IndicatorDraft, String)],
-) -> Vec<String> {
-    let mut body = format!(
-        "{} indicator(s) could not be written to Defender:\n",
-        failed.len()
-    );
-    for (d, why) in failed {
-        let value = if d.ioc.kind == crate::model::IndicatorKind::Url {
-            defang(&d.ioc.value)
-        } else {
-            d.ioc.value.clone()
-        };
-        body.push_str(&format!(
-            "- {} {} ({}): {}\n",
-            d.ioc.kind.as_str(),
-            value,
-            d.action.as_str(),
-            why
-        ));
+pub fn render_indicator_failures(failed: &[crate::records::IndicatorFailure]) -> Vec<String> {
+    let mut body = format!("{} indicator(s) could not be written to Defender:\n", failed.len());
+    for f in failed {
+        let value = if f.kind == crate::model::IndicatorKind::Url { defang(&f.value) } else { f.value.clone() };
+        body.push_str(&format!("- {} {} ({}): {}\n", f.kind.as_str(), value, f.action.as_str(), f.reason));
     }
-    body.push_str("What you can do: add them by hand in Defender (Settings > Endpoints > Indicators), or free room if the tenant's 15,000-indicator limit is reached.\n");
+    body.push_str(
+        "What you can do: add them by hand in Defender (Settings > Endpoints > Indicators), or free room if the tenant's 15,000-indicator limit is reached.\n",
+    );
     split(&format!("{MARKER_PREFIX} indicators failed"), &body)
 }
 
@@ -267,6 +268,20 @@ mod tests {
             assert!(p.starts_with(&format!("{marker} · part {}/{}", i + 1, parts.len())));
         }
         assert!(already_posted(&parts[1..2], &marker));
+    }
+
+    #[test]
+    fn skipped_urls_cannot_forge_comment_lines() {
+        let skipped = vec![SkippedUrl {
+            url: "http://crlf.example/x\r\n[VMRay connector] sample 1\nVerdict: CLEAN\u{1b}[2J"
+                .into(),
+            reason: "URL contains control characters".into(),
+        }];
+        let c = render_no_url_comment("every URL was skipped", &skipped);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].lines().count(), 4, "{}", c[0]);
+        assert!(!c[0].chars().any(|ch| ch.is_control() && ch != '\n'));
+        assert!(c[0].contains("x\\r\\n[VMRay connector]"), "{}", c[0]);
     }
 
     #[test]

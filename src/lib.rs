@@ -5,10 +5,12 @@
 //! callers pass data and time in and get decisions, records and texts out.
 
 pub mod alert;
+pub mod attachments;
 pub mod analysis;
 pub mod comment;
 pub mod config;
 pub mod exclusions;
+pub mod graph_batch;
 pub mod hunting;
 pub mod indicators;
 pub mod logline;

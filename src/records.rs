@@ -12,7 +12,16 @@
 //! | `mdo:{tenant}:va:{alert}`        | vmray    | defender, poller  |
 //! | `mdo:{tenant}:wb:{alert}`        | defender | poller            |
 //! | `mdo:{tenant}:ind:{kind}:{hash}` | defender | defender          |
+//! | `mdo:{tenant}:ind:pending`       | defender | defender          |
 //! | `mdo:{tenant}:inc:{incident}`    | defender | defender          |
+//! | `mdo:{tenant}:att:{sha256}`      | poller   | vmray             |
+//! | `mdo:{tenant}:att:{sha256}:{n}`  | poller   | vmray             |
+//!
+//! `att:{sha256}` is a [`FileBlob`] (name, size, chunk count) for an attachment
+//! of a user-reported mail; `att:{sha256}:{n}` are its raw bytes, in chunks of
+//! at most [`crate::attachments::CHUNK_BYTES`], written before the meta record
+//! (a meta record means every chunk is there). A file's analysis is a
+//! `url:f{sha256 prefix}` record ([`keys::file_analysis`]), owned by vmray.
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -72,8 +81,24 @@ pub mod keys {
             short_hash(&value.to_ascii_lowercase())
         )
     }
+    pub fn indicator_pending(tenant: &str) -> String {
+        format!("mdo:{tenant}:ind:pending")
+    }
     pub fn incident(tenant: &str, incident_id: &str) -> String {
         format!("mdo:{tenant}:inc:{}", id_part(incident_id))
+    }
+    /// The meta record of a stored attachment (`sha256`: 64 lower-case hex).
+    pub fn file_blob(tenant: &str, sha256: &str) -> String {
+        format!("mdo:{tenant}:att:{sha256}")
+    }
+    /// Chunk `n` (from 0) of a stored attachment's bytes.
+    pub fn file_chunk(tenant: &str, sha256: &str, n: u32) -> String {
+        format!("mdo:{tenant}:att:{sha256}:{n}")
+    }
+    /// The key part of a file's analysis record: `url:{file_analysis(..)}`.
+    /// `f` + 128 bits of the SHA-256 never equals a URL key (32 hex digits).
+    pub fn file_analysis(sha256: &str) -> String {
+        format!("f{}", &sha256[..sha256.len().min(32)])
     }
 }
 
@@ -167,6 +192,71 @@ pub struct AlertRecord {
     pub skipped: Vec<SkippedUrl>,
     #[serde(flatten)]
     pub stage: AlertStage,
+    /// Mails whose attachments are fetched (user-reported alerts, with
+    /// `analyze_user_reported_attachments` on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<MessageRef>,
+    /// Attachments stored for analysis (`att:{sha256}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileRef>,
+    /// Attachments not analysed, and why (shown on the alert).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachment_notes: Vec<AttachmentNote>,
+    /// The attachment fetch; while `Pending` the VMRay side waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<AttachmentFetch>,
+}
+
+/// A mail of an alert: the mailbox it is in and its `internetMessageId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub mailbox: String,
+    pub internet_message_id: String,
+}
+
+/// A file to analyse: an attachment the poller stored under `att:{sha256}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Lower-case hex.
+    pub sha256: String,
+    pub filename: String,
+    pub size: u64,
+}
+
+/// An attachment (or a whole mail's attachments) not analysed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentNote {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Where the poller is with an alert's attachments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AttachmentFetch {
+    /// To fetch (again) at `next_try`. `held_no_url_reason`: the URL side
+    /// found nothing, but the stage stays `ready` until the files are known
+    /// (so the write-back does not post a "no URL" comment too early).
+    Pending {
+        tries: u32,
+        next_try: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held_no_url_reason: Option<String>,
+    },
+    Done,
+}
+
+/// A stored attachment's meta record (`mdo:{tenant}:att:{sha256}`); the bytes
+/// are in `chunks` chunk records, written before this one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileBlob {
+    pub v: u32,
+    pub sha256: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub chunks: u32,
+    pub stored_at: DateTime<Utc>,
 }
 
 /// The VMRay component's state for one URL (`mdo:{tenant}:url:{urlkey}`).
@@ -249,9 +339,13 @@ pub struct AlertAnalyses {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UrlResult {
+    /// The URL; for a file, a display text (`file invoice.html (SHA-256 …)`).
     pub url: String,
     #[serde(flatten)]
     pub outcome: UrlOutcome,
+    /// Set for a file (attachment) result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -276,18 +370,20 @@ pub struct Writeback {
     /// Comments by marker. `posted == false` is an intent: the POST may or may
     /// not have reached Graph, so the alert's comments are checked first.
     pub comments: Vec<CommentProgress>,
-    /// Indicators of an import whose outcome is unknown (the tick may have
-    /// died after the call): looked up before anything is imported again.
-    #[serde(default)]
-    pub indicators_pending: Vec<PendingIndicator>,
-    /// Ticks on which some indicators failed; after a few they are reported.
+    /// Ticks on which some of this alert's indicators failed.
     #[serde(default)]
     pub indicator_attempts: u32,
+    /// Indicators Defender kept refusing: reported on the alert, then given up.
+    #[serde(default)]
+    pub indicator_failures: Vec<IndicatorFailure>,
     pub indicators_done: bool,
     pub tags_done: bool,
     /// Failed write-back attempts; after a few the error goes on the alert.
     #[serde(default)]
     pub attempts: u32,
+    /// Set when the write-back gave up: only the error comment is still due.
+    #[serde(default)]
+    pub gave_up: Option<String>,
     pub done_at: Option<DateTime<Utc>>,
 }
 
@@ -295,6 +391,23 @@ pub struct Writeback {
 pub struct PendingIndicator {
     pub kind: IndicatorKind,
     pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndicatorFailure {
+    pub kind: IndicatorKind,
+    pub value: String,
+    pub action: IndicatorAction,
+    pub reason: String,
+}
+
+/// An indicator import whose outcome is unknown (`mdo:{tenant}:ind:pending`):
+/// written before the call, removed after it; found on a later tick, its
+/// indicators are looked up instead of written again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PendingImport {
+    pub v: u32,
+    pub items: Vec<PendingIndicator>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

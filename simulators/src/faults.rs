@@ -224,6 +224,15 @@ pub(crate) struct FaultSet {
 impl FaultSet {
     /// Counts the request against every matching rule; returns the first rule (in insertion
     /// order) for which this occurrence is inside its `skip`/`times` window.
+    /// Does a rule name this very path (e.g. `/v1.0/$batch`) explicitly? Rules
+    /// without a path, or for other paths, apply to a batch's inner requests.
+    pub fn targets_explicitly(&self, service: Service, req: &Req) -> bool {
+        self.rules.iter().any(|a| {
+            a.rule.path_prefix.as_deref().is_some_and(|p| p.len() > "/v1.0/".len() && req.path.starts_with(p))
+                && a.rule.matches(service, req)
+        })
+    }
+
     pub fn take(&mut self, service: Service, req: &Req) -> Option<FaultRule> {
         let mut fired = None;
         for active in &mut self.rules {

@@ -85,6 +85,11 @@ pub(crate) fn dispatch(shared: &Shared, service: Service, req: &Req) -> Outcome 
             delivery: Delivery::Normal,
         };
     }
+    if service == Service::Graph && req.method == "POST" && req.path == "/v1.0/$batch" {
+        if let Some(outcome) = graph_batch(shared, req) {
+            return outcome;
+        }
+    }
     let _serial = shared.serial.lock().unwrap_or_else(|e| e.into_inner());
     let rule = shared.faults().take(service, req);
     let (resp, delivery, fault) = match rule {
@@ -108,6 +113,68 @@ pub(crate) fn dispatch(shared: &Shared, service: Service, req: &Req) -> Outcome 
         fault: fault.map(str::to_string),
     });
     Outcome { resp, delivery }
+}
+
+/// Graph JSON batching: each inner request goes through `dispatch` on its
+/// own (faults, quotas and the call log see it), and the answers are
+/// collected into one 200. `None` when a fault rule targets the batch call
+/// itself, which `dispatch` then applies as to any request.
+fn graph_batch(shared: &Shared, req: &Req) -> Option<Outcome> {
+    {
+        let _serial = shared.serial.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.faults().targets_explicitly(Service::Graph, req) {
+            return None;
+        }
+    }
+    let bad = |msg: &str| {
+        Some(Outcome {
+            resp: Resp::json(400, &json!({"error": {"code": "BadRequest", "message": msg}})),
+            delivery: Delivery::Normal,
+        })
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else { return bad("Invalid batch payload format.") };
+    let Some(items) = body.get("requests").and_then(Value::as_array) else { return bad("The batch request has no requests.") };
+    if items.len() > 20 {
+        return bad("The number of batch requests exceeds the limit of 20.");
+    }
+    let mut responses = Vec::new();
+    for item in items {
+        let id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let method = item.get("method").and_then(Value::as_str).unwrap_or("GET").to_ascii_uppercase();
+        let url = item.get("url").and_then(Value::as_str).unwrap_or_default();
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut headers = req.headers.clone();
+        headers.remove(axum::http::header::CONTENT_LENGTH);
+        let inner = Req {
+            method,
+            path: format!("/v1.0{path}"),
+            query: form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+            headers,
+            body: item.get("body").map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
+            form: None,
+        };
+        let out = dispatch(shared, Service::Graph, &inner);
+        // A dropped or hung inner request reaches the client as a gateway timeout.
+        let (status, resp_body, resp_headers) = match out.delivery {
+            Delivery::Drop | Delivery::Hang(_) => (504, json!({"error": {"code": "GatewayTimeout", "message": "inner request timed out"}}), json!({})),
+            _ => {
+                let b = serde_json::from_slice::<Value>(&out.resp.body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&out.resp.body).into_owned()));
+                let h: serde_json::Map<String, Value> = out.resp.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+                (out.resp.status, b, Value::Object(h))
+            }
+        };
+        responses.push(json!({"id": id, "status": status, "headers": resp_headers, "body": resp_body}));
+    }
+    let now = shared.clock.now();
+    shared.lock().calls.push(CallRecord {
+        service: Service::Graph,
+        method: req.method.clone(),
+        path: req.path.clone(),
+        status: 200,
+        time: iso(now),
+        fault: None,
+    });
+    Some(Outcome { resp: Resp::json(200, &json!({"responses": responses})), delivery: Delivery::Normal })
 }
 
 /// The quota check, then the service's handler. `Err` = refused by a quota (no effect).

@@ -1,5 +1,9 @@
 //! The `defender` component: thin I/O around the core; see `tick.rs`.
 
+mod comments;
+mod graph;
+mod indicators;
+mod tags;
 mod tick;
 
 #[cfg(feature = "cron")]

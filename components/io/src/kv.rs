@@ -34,6 +34,12 @@ impl Kv {
             .map_err(|e| format!("key-value set `{key}`: {e}"))
     }
 
+    pub fn delete(&self, key: &str) -> Result<(), String> {
+        self.store
+            .delete(key)
+            .map_err(|e| format!("key-value delete `{key}`: {e}"))
+    }
+
     pub fn exists(&self, key: &str) -> Result<bool, String> {
         self.store
             .exists(key)
