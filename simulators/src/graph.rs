@@ -65,7 +65,10 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
                 Err(e) => return graph_error(400, "BadRequest", &e),
             };
             let now = shared.clock.now();
-            let world = shared.lock();
+            let mut world = shared.lock();
+            if let Some(q) = body.get("Query").and_then(Value::as_str) {
+                world.hunting_queries.push(q.to_string());
+            }
             match hunting::run(&world, now, &body) {
                 Ok(mut v) => {
                     if let Value::Object(o) = &mut v {

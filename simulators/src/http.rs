@@ -32,6 +32,8 @@ pub(crate) struct Req {
     pub body: Bytes,
     /// Set when the body is a form (urlencoded or multipart).
     pub form: Option<Form>,
+    /// An inner request of a Graph `$batch` call.
+    pub in_batch: bool,
 }
 
 impl Req {
@@ -76,9 +78,37 @@ impl Resp {
                 "content-type".into(),
                 "application/json; charset=utf-8".into(),
             )],
-            body: serde_json::to_vec(body).unwrap_or_default(),
+            body: raw_bytes(serde_json::to_vec(body).unwrap_or_default()),
         }
     }
+}
+
+/// Hostile-input tests: every `[[sim-byte:HH]]` in a served JSON body becomes the raw
+/// byte `0xHH`, so a scenario can make a simulator send non-UTF-8 bytes.
+pub(crate) fn raw_bytes(body: Vec<u8>) -> Vec<u8> {
+    const MARK: &[u8] = b"[[sim-byte:";
+    if !body.windows(MARK.len()).any(|w| w == MARK) {
+        return body;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let rest = &body[i..];
+        if rest.starts_with(MARK)
+            && rest.len() >= MARK.len() + 4
+            && &rest[MARK.len() + 2..MARK.len() + 4] == b"]]"
+        {
+            let hex = std::str::from_utf8(&rest[MARK.len()..MARK.len() + 2]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += MARK.len() + 4;
+                continue;
+            }
+        }
+        out.push(body[i]);
+        i += 1;
+    }
+    out
 }
 
 pub(crate) fn percent_decode(s: &str) -> String {

@@ -45,6 +45,7 @@ async fn handle(
         headers: parts.headers,
         body,
         form: None,
+        in_batch: false,
     };
     req.form = parse_form(&req).await;
     let Outcome { resp, delivery } = dispatch(&shared, service, &req);
@@ -111,6 +112,7 @@ pub(crate) fn dispatch(shared: &Shared, service: Service, req: &Req) -> Outcome 
         status,
         time: iso(now),
         fault: fault.map(str::to_string),
+        in_batch: req.in_batch,
     });
     Outcome { resp, delivery }
 }
@@ -152,6 +154,7 @@ fn graph_batch(shared: &Shared, req: &Req) -> Option<Outcome> {
             headers,
             body: item.get("body").map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
             form: None,
+            in_batch: true,
         };
         let out = dispatch(shared, Service::Graph, &inner);
         // A dropped or hung inner request reaches the client as a gateway timeout.
@@ -173,6 +176,7 @@ fn graph_batch(shared: &Shared, req: &Req) -> Option<Outcome> {
         status: 200,
         time: iso(now),
         fault: None,
+        in_batch: false,
     });
     Some(Outcome { resp: Resp::json(200, &json!({"responses": responses})), delivery: Delivery::Normal })
 }

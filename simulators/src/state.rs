@@ -193,6 +193,9 @@ pub struct CallRecord {
     /// refused it); absent for a normal answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// Sent inside a Graph `$batch` call (not an HTTP request of its own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_batch: bool,
 }
 
 #[derive(Clone)]
@@ -209,6 +212,8 @@ pub(crate) struct World {
     pub indicator_writes: BTreeMap<(String, String), u64>,
     pub vmray: VmrayWorld,
     pub calls: Vec<CallRecord>,
+    /// Every `runHuntingQuery` query text received, in order.
+    pub hunting_queries: Vec<String>,
 }
 
 pub(crate) fn iso(t: DateTime<Utc>) -> String {
@@ -244,6 +249,7 @@ impl World {
             indicator_writes: BTreeMap::new(),
             vmray: VmrayWorld::new(&s.vmray, now),
             calls: vec![],
+            hunting_queries: vec![],
         };
         for inc in &s.incidents {
             world.add_incident(inc, now);
@@ -368,6 +374,8 @@ impl World {
             vmray_verdict_remaining: self.vmray.verdict_remaining,
             calls: self.calls.clone(),
             throttled: BTreeMap::new(),
+            hunting_queries: self.hunting_queries.clone(),
+            issued_tokens: self.tokens.keys().cloned().collect(),
         }
     }
 }
@@ -422,6 +430,12 @@ pub struct SimState {
     /// Calls refused by a rate quota, per service name ("graph", "defender", "vmray").
     #[serde(default)]
     pub throttled: BTreeMap<String, u64>,
+    /// Every `runHuntingQuery` query text received, in order.
+    #[serde(default)]
+    pub hunting_queries: Vec<String>,
+    /// Every access token Entra issued (secrets-scan tests look for them in outputs).
+    #[serde(default)]
+    pub issued_tokens: Vec<String>,
 }
 
 impl SimState {
