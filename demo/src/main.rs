@@ -212,10 +212,14 @@ fn report(s: &SimState, alert_ids: &[String], rounds: usize) {
     }
     let mut by: std::collections::BTreeMap<String, usize> = Default::default();
     for c in &s.calls {
-        *by.entry(format!("{} {} {}", c.service.name(), c.method, c.path))
+        let via = if c.in_batch { "  (inside $batch)" } else { "" };
+        *by.entry(format!("{} {} {}{via}", c.service.name(), c.method, c.path))
             .or_default() += 1;
     }
-    println!("\nAPI calls ({} in all):", s.calls.len());
+    let requests = s.calls.iter().filter(|c| !c.in_batch).count();
+    println!(
+        "\nAPI calls ({requests} HTTP requests; Graph operations inside $batch listed apart):"
+    );
     for (k, n) in by {
         println!("  {n:>4}  {k}");
     }
