@@ -47,6 +47,9 @@ pub struct Alert {
     pub is_teams: bool,
     /// Texts of the comments already on the alert.
     pub comments: Vec<String>,
+    /// Mails of the alert that Graph mail can find (recipient mailbox and
+    /// `internetMessageId` of `analyzedMessageEvidence`), for attachments.
+    pub messages: Vec<crate::records::MessageRef>,
 }
 
 impl Alert {
@@ -64,6 +67,17 @@ pub struct AlertPage {
     pub next_link: Option<String>,
 }
 
+/// JSON from a service. Invalid UTF-8 (one bad byte in one alert's title)
+/// becomes U+FFFD instead of failing the whole body and every alert in it.
+pub fn json_lossy(body: &[u8]) -> Result<Value, serde_json::Error> {
+    match serde_json::from_slice(body) {
+        Err(_) if std::str::from_utf8(body).is_err() => {
+            serde_json::from_str(&String::from_utf8_lossy(body))
+        }
+        other => other,
+    }
+}
+
 /// Parse one page; fails only when the envelope itself is unusable.
 pub fn parse_page(body: &[u8]) -> Result<AlertPage, AlertError> {
     let env_err = |problem: String| AlertError {
@@ -71,8 +85,7 @@ pub fn parse_page(body: &[u8]) -> Result<AlertPage, AlertError> {
         field: "value",
         problem,
     };
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| env_err(format!("is not JSON: {e}")))?;
+    let v: Value = json_lossy(body).map_err(|e| env_err(format!("is not JSON: {e}")))?;
     let items = v
         .get("value")
         .and_then(Value::as_array)
@@ -182,6 +195,7 @@ pub fn parse_alert(v: &Value) -> Result<Alert, AlertError> {
         network_message_ids: Vec::new(),
         expected_url_count: 0,
         comments: Vec::new(),
+        messages: Vec::new(),
     };
     if let Some(comments) = v.get("comments").and_then(Value::as_array) {
         alert.comments = comments
@@ -235,6 +249,21 @@ fn read_evidence(item: &Value, alert: &mut Alert) {
             if let Some(urls) = item.get("urls").and_then(Value::as_array) {
                 for u in urls.iter().filter_map(Value::as_str) {
                     push_unique(&mut alert.evidence_urls, u, MAX_URLS_PER_ALERT);
+                }
+            }
+            if let (Some(mailbox), Some(imid)) = (
+                str_field(item, "recipientEmailAddress"),
+                str_field(item, "internetMessageId"),
+            ) {
+                let m = crate::records::MessageRef {
+                    mailbox: mailbox.to_string(),
+                    internet_message_id: imid.to_string(),
+                };
+                if crate::attachments::valid_message_ref(&m)
+                    && alert.messages.len() < MAX_MESSAGES_PER_ALERT
+                    && !alert.messages.contains(&m)
+                {
+                    alert.messages.push(m);
                 }
             }
             if let Some(n) = item.get("urlCount").and_then(Value::as_u64) {
@@ -307,6 +336,54 @@ mod tests {
         assert_eq!(page.next_link.as_deref(), Some("https://graph/next"));
         assert!(parse_page(b"{\"value\":3}").is_err());
         assert!(parse_page(b"<html>").is_err());
+    }
+
+    #[test]
+    fn one_non_utf8_byte_spoils_only_its_own_field() {
+        let mut body = json!({"value":[base()]}).to_string().into_bytes();
+        let at = body.windows(5).position(|w| w == b"Email").unwrap();
+        body[at] = 0xff; // the title of the only alert
+        let page = parse_page(&body).unwrap();
+        let a = page.alerts[0].as_ref().unwrap();
+        assert!(a.title.starts_with('\u{fffd}'), "{}", a.title);
+        let mut body = json!({"value":[base()]}).to_string().into_bytes();
+        let at = body.windows(3).position(|w| w == b"da1").unwrap();
+        body[at + 1] = 0xc3; // the id: refused, naming the field
+        let page = parse_page(&body).unwrap();
+        assert_eq!(page.alerts[0].as_ref().unwrap_err().field, "id");
+        assert!(parse_page(b"\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn hostile_ids_and_types_name_the_field() {
+        for (field, value) in [
+            ("id", json!("")),
+            ("id", json!("a b")),
+            ("id", json!("x".repeat(201))),
+            ("id", json!(12)),
+            ("incidentId", json!("1' or '1'='1")),
+            ("incidentId", json!(true)),
+            ("createdDateTime", json!("yesterday")),
+            ("evidence", json!("http://a.example/")),
+        ] {
+            let mut v = base();
+            v[field] = value.clone();
+            assert_eq!(parse_alert(&v).unwrap_err().field, field, "{value}");
+        }
+        let mut v = base();
+        v["evidence"] = json!([null, 1, "x", [], {"@odata.type": 7, "url": "http://x.example/"},
+            {"@odata.type": "#microsoft.graph.security.urlEvidence", "url": 42}]);
+        let a = parse_alert(&v).unwrap();
+        assert!(a.evidence_urls.is_empty());
+        let mut v = base();
+        let many: Vec<Value> = (0..10_000)
+            .map(|i| json!({"@odata.type": "#microsoft.graph.security.urlEvidence", "url": format!("http://u{i}.example/")}))
+            .collect();
+        v["evidence"] = Value::Array(many);
+        assert_eq!(
+            parse_alert(&v).unwrap().evidence_urls.len(),
+            MAX_URLS_PER_ALERT
+        );
     }
 
     #[test]

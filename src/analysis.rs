@@ -86,6 +86,14 @@ pub fn next_step(
     }
 }
 
+/// Was a submission found by search made before the alert was seen (a
+/// reused analysis), or for it — by this connector, whose record of the
+/// submit was lost? VMRay's dates have second precision and another clock,
+/// hence the minute of tolerance.
+pub fn found_is_reuse(created: Option<DateTime<Utc>>, first_seen: DateTime<Utc>) -> bool {
+    created.is_none_or(|c| c < first_seen - Duration::minutes(1))
+}
+
 /// The result an alert gets for one URL, if its analysis is resolved.
 pub fn url_result(record: Option<&UrlAnalysis>, needed_since: DateTime<Utc>) -> Option<UrlResult> {
     let rec = record?;
@@ -109,12 +117,15 @@ pub fn url_result(record: Option<&UrlAnalysis>, needed_since: DateTime<Utc>) -> 
     Some(UrlResult {
         url: rec.url.clone(),
         outcome,
+        file: None,
     })
 }
 
 /// Does the VMRay side have work on this alert?
 pub fn alert_ready(record: &AlertRecord) -> bool {
-    matches!(record.stage, AlertStage::Ready) && !record.urls.is_empty()
+    matches!(record.stage, AlertStage::Ready)
+        && !crate::attachments::pending(record)
+        && (!record.urls.is_empty() || !record.files.is_empty())
 }
 
 /// Submission tags: the configured ones, plus the alert id when asked
@@ -201,6 +212,15 @@ mod tests {
             next_step(Some(&r), now, now, 30),
             UrlStep::Reconcile { .. }
         ));
+    }
+
+    #[test]
+    fn a_submission_made_for_the_alert_is_not_a_reuse() {
+        let seen = Utc::now();
+        assert!(!found_is_reuse(Some(seen - Duration::milliseconds(900)), seen));
+        assert!(!found_is_reuse(Some(seen + Duration::minutes(3)), seen));
+        assert!(found_is_reuse(Some(seen - Duration::days(2)), seen));
+        assert!(found_is_reuse(None, seen));
     }
 
     #[test]

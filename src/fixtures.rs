@@ -32,5 +32,6 @@ pub fn sample(id: u64) -> SampleReport {
             .unwrap()
             .with_timezone(&Utc),
         child_ids: vec![],
+        stored_at: None,
     }
 }

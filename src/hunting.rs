@@ -56,7 +56,7 @@ pub struct UrlRow {
 /// Parse the hunting response; rows without the two fields are skipped.
 pub fn parse_results(body: &[u8]) -> Result<Vec<UrlRow>, String> {
     let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("hunting response is not JSON: {e}"))?;
+        crate::alert::json_lossy(body).map_err(|e| format!("hunting response is not JSON: {e}"))?;
     let rows = v
         .get("results")
         .or_else(|| v.get("Results"))

@@ -17,6 +17,7 @@ pub mod logline;
 pub mod model;
 pub mod poll;
 pub mod records;
+pub mod retention;
 pub mod retry;
 pub mod tags;
 pub mod tick_auth;

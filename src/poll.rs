@@ -89,6 +89,10 @@ pub fn intake(alert: &Alert, s: &PollerSettings, now: DateTime<Utc>) -> Intake {
         urls: Vec::new(),
         skipped: Vec::new(),
         stage: AlertStage::Ready,
+        messages: Vec::new(),
+        files: Vec::new(),
+        attachment_notes: Vec::new(),
+        attachments: None,
     };
     add_urls(
         &mut record,
@@ -115,6 +119,12 @@ pub fn intake(alert: &Alert, s: &PollerSettings, now: DateTime<Utc>) -> Intake {
             reason: "the alert names no URL and no e-mail message to look one up by".into(),
         }
     };
+    crate::attachments::plan(
+        &mut record,
+        alert,
+        s.analyze_user_reported_attachments,
+        now,
+    );
     Intake::Take(record)
 }
 
@@ -201,7 +211,13 @@ pub fn apply_hunting(
     add_urls(record, raw.iter().map(String::as_str), exclusions);
     let found = record.urls.len() + record.skipped.len() > before;
     let tries = tries + 1;
-    record.stage = if found || (tries >= MAX_HUNTING_TRIES && !record.urls.is_empty()) {
+    record.stage = if found && record.urls.is_empty() {
+        // Every URL hunting found was skipped (scheme, length, exclusions):
+        // a Ready record without URLs would never be written back.
+        AlertStage::NoUrls {
+            reason: "every URL advanced hunting found for the alert's e-mail was skipped".into(),
+        }
+    } else if found || (tries >= MAX_HUNTING_TRIES && !record.urls.is_empty()) {
         AlertStage::Ready
     } else if tries >= MAX_HUNTING_TRIES {
         AlertStage::NoUrls {
@@ -213,6 +229,7 @@ pub fn apply_hunting(
             next_try: now + Duration::minutes(HUNTING_RETRY_MINUTES),
         }
     };
+    crate::attachments::settle(record);
 }
 
 /// Where the cursor moves after a listing: forward to the newest update seen,
@@ -268,6 +285,7 @@ mod tests {
             expected_url_count: 1,
             is_teams: false,
             comments: vec![],
+            messages: vec![],
         }
     }
 
@@ -324,6 +342,27 @@ mod tests {
             apply_hunting(&mut r, &[], &s.url_exclusions, now);
         }
         assert!(matches!(r.stage, AlertStage::NoUrls { .. }));
+    }
+
+    #[test]
+    fn hunting_that_finds_only_skipped_urls_ends_without_urls() {
+        let now = Utc::now();
+        let s = settings();
+        let Intake::Take(mut r) = intake(&alert(10, now), &s, now) else {
+            panic!()
+        };
+        let rows = vec![UrlRow {
+            network_message_id: "nm-1".into(),
+            url: "javascript:alert(1)".into(),
+        }];
+        apply_hunting(&mut r, &rows, &s.url_exclusions, now);
+        assert!(r.urls.is_empty());
+        assert_eq!(r.skipped.len(), 1);
+        assert!(
+            matches!(r.stage, AlertStage::NoUrls { .. }),
+            "a Ready record without URLs is never written back: {:?}",
+            r.stage
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | `mdo:{tenant}:wb:{alert}`        | defender | poller            |
 //! | `mdo:{tenant}:ind:{kind}:{hash}` | defender | defender          |
 //! | `mdo:{tenant}:ind:pending`       | defender | defender          |
+//! | `mdo:{tenant}:gc:{component}`    | that one | that one          |
 //! | `mdo:{tenant}:inc:{incident}`    | defender | defender          |
 //! | `mdo:{tenant}:att:{sha256}`      | poller   | vmray             |
 //! | `mdo:{tenant}:att:{sha256}:{n}`  | poller   | vmray             |
@@ -80,6 +81,10 @@ pub mod keys {
             kind.as_str(),
             short_hash(&value.to_ascii_lowercase())
         )
+    }
+    /// When a component last swept its expired records.
+    pub fn gc(tenant: &str, component: &str) -> String {
+        format!("mdo:{tenant}:gc:{component}")
     }
     pub fn indicator_pending(tenant: &str) -> String {
         format!("mdo:{tenant}:ind:pending")
@@ -312,6 +317,9 @@ pub struct SampleReport {
     pub webif_url: String,
     pub analysed_at: DateTime<Utc>,
     pub child_ids: Vec<u64>,
+    /// When this record was written (our clock), for expiry.
+    #[serde(default)]
+    pub stored_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -425,6 +433,13 @@ pub struct IndicatorRecord {
     pub action: IndicatorAction,
     pub expires: DateTime<Utc>,
     pub written_at: DateTime<Utc>,
+}
+
+/// When a component last swept its expired records (`mdo:{tenant}:gc:{component}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    pub v: u32,
+    pub at: DateTime<Utc>,
 }
 
 /// Tags this connector put on one incident (`mdo:{tenant}:inc:{incident}`).

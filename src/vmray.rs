@@ -37,7 +37,8 @@ fn field(field: &'static str, problem: &str) -> VmrayError {
 
 /// Unwrap `{"result":"ok","data":…}`; `{"result":"error","error_msg":…}` is an error.
 pub fn data(body: &[u8]) -> Result<Value, VmrayError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| VmrayError::NotJson(e.to_string()))?;
+    let v: Value =
+        crate::alert::json_lossy(body).map_err(|e| VmrayError::NotJson(e.to_string()))?;
     match v.get("result").and_then(Value::as_str) {
         Some("ok") => v
             .get("data")
@@ -60,6 +61,16 @@ pub fn clean_text(s: &str) -> String {
         .collect::<String>()
         .trim()
         .to_string()
+}
+
+/// A field that must be of one JSON shape when present (absent and `null`
+/// are fine): a wrong type means a response we cannot trust, not "unknown".
+fn expect(v: &Value, name: &'static str, ok: fn(&Value) -> bool, what: &str) -> Result<(), VmrayError> {
+    match v.get(name) {
+        None | Some(Value::Null) => Ok(()),
+        Some(x) if ok(x) => Ok(()),
+        Some(_) => Err(field(name, &format!("is not {what}"))),
+    }
 }
 
 fn id_of(v: &Value, name: &'static str) -> Result<u64, VmrayError> {
@@ -135,6 +146,10 @@ pub struct SubmissionStatus {
 }
 
 fn parse_submission(v: &Value) -> Result<SubmissionStatus, VmrayError> {
+    expect(v, "submission_finished", Value::is_boolean, "a boolean")?;
+    expect(v, "submission_has_errors", Value::is_boolean, "a boolean")?;
+    expect(v, "submission_status", Value::is_string, "a string")?;
+    expect(v, "submission_created", Value::is_string, "a string")?;
     Ok(SubmissionStatus {
         submission_id: id_of(v, "submission_id")?,
         sample_id: id_of(v, "submission_sample_id")?,
@@ -198,6 +213,10 @@ fn opt_text(v: &Value, name: &str) -> Option<String> {
 pub fn parse_sample(body: &[u8], fallback_time: DateTime<Utc>) -> Result<SampleReport, VmrayError> {
     let d = data(body)?;
     let sample_id = id_of(&d, "sample_id")?;
+    expect(&d, "sample_verdict", Value::is_string, "a string")?;
+    expect(&d, "sample_child_sample_ids", Value::is_array, "a list")?;
+    expect(&d, "sample_vti_score", |x| x.is_number() || x.is_string(), "a number")?;
+    expect(&d, "sample_webif_url", Value::is_string, "a string")?;
     let vti_score = match d.get("sample_vti_score") {
         Some(Value::Number(n)) => n.as_u64().map(|n| n.min(100) as u32),
         Some(Value::String(s)) => s.trim().parse::<u32>().ok().map(|n| n.min(100)),
@@ -249,6 +268,7 @@ pub fn parse_sample(body: &[u8], fallback_time: DateTime<Utc>) -> Result<SampleR
             .and_then(parse_time)
             .unwrap_or(fallback_time),
         child_ids,
+        stored_at: None,
     })
 }
 
@@ -365,6 +385,14 @@ pub fn parse_iocs(body: &[u8]) -> Result<Vec<Ioc>, VmrayError> {
             });
         }
     };
+    if !iocs.is_object() {
+        return Err(field("iocs", "is not an object"));
+    }
+    for kind in ["files", "urls", "ips", "domains"] {
+        if iocs.get(kind).is_some_and(|x| !x.is_array() && !x.is_null()) {
+            return Err(VmrayError::Field { field: "iocs", problem: format!("`{kind}` is not a list") });
+        }
+    }
     let list = |name: &str| {
         iocs.get(name)
             .and_then(Value::as_array)

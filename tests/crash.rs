@@ -47,7 +47,12 @@ fn normalized(h: &Harness, s: &SimState) -> Written {
     let mut w = written(s);
     let vmray = h.sims.vmray_url();
     for (_, text) in w.comments.iter_mut() {
-        *text = text.lines().filter(|l| !l.contains("Analysis date:")).collect::<Vec<_>>().join("\n").replace(&vmray, "<vmray>");
+        *text = text
+            .lines()
+            .filter(|l| !l.contains("Analysis date:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace(&vmray, "<vmray>");
     }
     w
 }
@@ -63,7 +68,10 @@ fn a_tick_killed_at_any_transition_changes_nothing_in_the_end() {
     let base = Harness::start(scenario(), &[]);
     finish(&base);
     let baseline = normalized(&base, &base.sims.state());
-    assert_eq!(baseline.submissions, vec!["http://drop.example/get".to_string()]);
+    assert_eq!(
+        baseline.submissions,
+        vec!["http://drop.example/get".to_string()]
+    );
     assert_eq!(baseline.comments.len(), 3, "{:#?}", baseline.comments);
     assert!(baseline.indicators.len() >= 3);
     drop(base);
@@ -80,13 +88,24 @@ fn a_tick_killed_at_any_transition_changes_nothing_in_the_end() {
             if matches!(outcome, Ok(Ok(()))) {
                 break; // the tick made fewer than w+1 writes: every point of it was tried
             }
-            assert!(outcome.is_err(), "tick {t} ({victim}) should have trapped, got {outcome:?}");
+            assert!(
+                outcome.is_err(),
+                "tick {t} ({victim}) should have trapped, got {outcome:?}"
+            );
             kills += 1;
             finish(&h);
             let got = normalized(&h, &h.sims.state());
-            assert_eq!(got, baseline, "killed {victim} (tick {t}) before its write #{}", w + 1);
+            assert_eq!(
+                got,
+                baseline,
+                "killed {victim} (tick {t}) before its write #{}",
+                w + 1
+            );
         }
     }
-    println!("crash test: {kills} kills over {} ticks, every run converged to the uninterrupted result", schedule().len());
+    println!(
+        "crash test: {kills} kills over {} ticks, every run converged to the uninterrupted result",
+        schedule().len()
+    );
     assert!(kills >= 15, "only {kills} transitions were exercised");
 }

@@ -33,6 +33,8 @@ mod cron_bindings {
 use cron_bindings::spin::cron::cron_types::{Error as CronError, Metadata};
 use cron_bindings::SpinCronPre;
 
+mod measured;
+
 /// How long an HTTP request may take, guest included, before the host gives up.
 const HTTP_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -94,7 +96,8 @@ fn engine() -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
-    let engine = Engine::new(&config).map_err(|e| anyhow!("creating the wasmtime engine: {e:?}"))?;
+    let engine =
+        Engine::new(&config).map_err(|e| anyhow!("creating the wasmtime engine: {e:?}"))?;
     Ok(ENGINE.get_or_init(|| engine).clone())
 }
 
@@ -110,7 +113,10 @@ fn compile_cached(engine: &Engine, path: &Path) -> Result<Component> {
         return Ok(c.clone());
     }
     let component = Component::from_file(engine, path).map_err(wasm_err)?;
-    cache.lock().expect("component cache").insert(key, component.clone());
+    cache
+        .lock()
+        .expect("component cache")
+        .insert(key, component.clone());
     Ok(component)
 }
 

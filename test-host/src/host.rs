@@ -69,6 +69,8 @@ pub struct ComponentInfo {
 pub struct OutboundHooks {
     component: Arc<ComponentInfo>,
     shared: Arc<Shared>,
+    /// Time spent waiting for outbound responses (benchmarks).
+    pub(crate) outbound: Arc<crate::measure::OutboundTimer>,
 }
 
 impl WasiHttpHooks for OutboundHooks {
@@ -113,10 +115,12 @@ impl WasiHttpHooks for OutboundHooks {
             first_byte_timeout: options.first_byte_timeout.or(Some(OUTBOUND_TIMEOUT)),
             between_bytes_timeout: options.between_bytes_timeout.or(Some(OUTBOUND_TIMEOUT)),
         };
+        let waiting = crate::measure::OutboundTimer::start(&self.outbound);
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let sent = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
+            drop(waiting);
+            let (response, io) = sent?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -136,6 +140,8 @@ pub struct HostState {
     kv_writes: usize,
     trap_after_kv_writes: Option<usize>,
     captures: [LineCapture; 2],
+    /// Linear memory the instance holds (benchmarks; see `App::cron_tick_measured`).
+    pub(crate) memory: crate::measure::MemoryPeak,
 }
 
 impl HostState {
@@ -158,12 +164,14 @@ impl HostState {
             hooks: OutboundHooks {
                 component: component.clone(),
                 shared: shared.clone(),
+                outbound: Arc::default(),
             },
             component,
             shared,
             kv_writes: 0,
             trap_after_kv_writes,
             captures: [stdout, stderr],
+            memory: Default::default(),
         }
     }
 
@@ -430,4 +438,11 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     key_value::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     variables::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())
+}
+
+impl HostState {
+    /// The instance's outbound wait timer (benchmarks).
+    pub(crate) fn outbound_timer(&self) -> Arc<crate::measure::OutboundTimer> {
+        self.hooks.outbound.clone()
+    }
 }

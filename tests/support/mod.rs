@@ -293,3 +293,89 @@ impl Harness {
             .collect()
     }
 }
+
+/// Everything the connector put out during a run, labelled: log lines, alert
+/// comments, incident tags and PATCH bodies, indicator fields, VMRay
+/// submission fields and the shared store's values. Secret scans search it.
+pub fn outputs(h: &Harness) -> Vec<(String, String)> {
+    let s = h.sims.state();
+    let mut out: Vec<(String, String)> = h
+        .app
+        .logs()
+        .iter()
+        .map(|l| (format!("log of {}", l.component), l.line.clone()))
+        .collect();
+    for (alert, cs) in &s.comments {
+        for c in cs {
+            out.push((format!("comment on {alert}"), c.comment.clone()));
+        }
+    }
+    for inc in s.incidents.values() {
+        out.push((format!("tags of {}", inc.id), inc.custom_tags.join("\n")));
+        for p in &inc.patches {
+            out.push((format!("PATCH of incident {}", inc.id), p.to_string()));
+        }
+    }
+    for i in &s.indicators {
+        let text = format!(
+            "{}\n{}\n{}\n{:?}",
+            i.indicator_value, i.title, i.description, i.recommended_actions
+        );
+        out.push((format!("indicator {}", i.id), text));
+    }
+    for sub in &s.vmray_submissions {
+        let text = format!(
+            "{:?}\n{:?}\n{}\n{:?}\n{:?}",
+            sub.url,
+            sub.filename,
+            sub.tags.join(","),
+            sub.comment,
+            sub.user_config
+        );
+        out.push((format!("VMRay submission {}", sub.submission_id), text));
+    }
+    for k in h.app.kv_keys("default") {
+        let v = h.app.kv_get("default", &k).unwrap_or_default();
+        out.push((
+            format!("store key {k}"),
+            format!("{k}\n{}", String::from_utf8_lossy(&v)),
+        ));
+    }
+    out
+}
+
+/// Where any of `secrets` (each at least 8 characters) appears in `outputs`.
+pub fn leaks(outputs: &[(String, String)], secrets: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for secret in secrets {
+        assert!(secret.len() >= 8, "scan for a real secret, not {secret:?}");
+        for (what, text) in outputs {
+            if text.contains(secret.as_str()) {
+                found.push(format!("{what} contains a secret ({}…)", &secret[..4]));
+            }
+        }
+    }
+    found
+}
+
+/// The same outcome: the same comments, indicators, submissions and incident
+/// tag *sets*; upserts (indicator import, incident PATCH with the full tag
+/// list) may have been re-sent after a crash, which duplicates nothing.
+pub fn equivalent(got: &Written, want: &Written) -> bool {
+    let tagsets = |w: &Written| -> Vec<(String, Vec<String>)> {
+        w.tags
+            .iter()
+            .map(|(i, t)| {
+                let mut t = t.clone();
+                t.sort();
+                (i.clone(), t)
+            })
+            .collect()
+    };
+    got.comments == want.comments
+        && got.indicators == want.indicators
+        && got.submissions == want.submissions
+        && tagsets(got) == tagsets(want)
+        && got.indicator_writes >= want.indicator_writes
+        && got.tag_patches >= want.tag_patches
+}

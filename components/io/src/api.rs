@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mdo_vmray::config::RetryLimits;
 use mdo_vmray::retry::{decide, parse_retry_after, Decision, Outcome};
 use serde_json::json;
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::Method;
 
 use crate::log::Log;
 
@@ -153,26 +153,16 @@ impl<'a> Api<'a> {
 
     async fn send_once(&self, req: &Req) -> Result<Resp, String> {
         self.sent.set(self.sent.get() + 1);
-        let mut b = Request::builder();
-        b.method(req.method.clone())
-            .uri(req.url.clone())
-            .header("user-agent", self.user_agent);
-        for (k, v) in &req.headers {
-            b.header(k.clone(), v.clone());
-        }
-        b.body(req.body.clone());
-        let resp: Response = spin_sdk::http::send(b.build())
-            .await
-            .map_err(|e| e.to_string())?;
-        let retry_after = resp
-            .header("retry-after")
-            .and_then(|v| v.as_str())
+        let mut headers = req.headers.clone();
+        headers.push(("user-agent".into(), self.user_agent.into()));
+        let ex = crate::wire::exchange(&req.method, &req.url, &headers, &req.body)?;
+        let retry_after = ex
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .and_then(parse_retry_after);
-        Ok(Resp {
-            status: *resp.status(),
-            retry_after,
-            body: resp.into_body(),
-        })
+        Ok(Resp { status: ex.status, retry_after, body: ex.body })
     }
 
     /// Send with retries; any HTTP status that is not retried comes back as `Ok`.
@@ -220,13 +210,23 @@ impl<'a> Api<'a> {
                     std::thread::sleep(wait);
                 }
                 Decision::GiveUp => {
+                    self.log.warn(
+                        "call_failed",
+                        &[
+                            ("service", json!(self.service)),
+                            ("method", json!(req.method.to_string())),
+                            ("path", json!(path_of(&req.url))),
+                            ("fault", json!(self.log.scrub(&what))),
+                            ("retries", json!(retries)),
+                        ],
+                    );
                     return match result {
                         Ok(resp) => Err(CallError::Status {
                             status: resp.status,
                             body: self.log.scrub(&resp.snippet()),
                         }),
                         Err(e) => Err(CallError::NoResponse(self.log.scrub(&e))),
-                    }
+                    };
                 }
             }
         }

@@ -133,6 +133,7 @@ impl Entra {
                     "token_rejected",
                     &[
                         ("service", api.service.into()),
+                        ("path", crate::api::path_of(&req.url).into()),
                         ("action", "renewing token once".into()),
                     ],
                 );

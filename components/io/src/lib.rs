@@ -7,5 +7,7 @@ pub mod entra;
 pub mod kv;
 pub mod log;
 pub mod rand;
+pub mod sweep;
 pub mod tick;
 pub mod vars;
+pub mod wire;

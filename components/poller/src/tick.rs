@@ -171,7 +171,15 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
     ) {
         kv.put(&keys::cursor(tenant), &c)?;
     }
-    Ok(json!({"listed": listed, "taken": taken, "unusable": bad, "too_young": young, "hunted": hunted,
+    let swept = connector_io::sweep::sweep(&kv, log, tenant, "poller", &["alert"], |_, key| {
+        let rec: Option<AlertRecord> = kv.get(key).unwrap_or(None);
+        Ok(rec.is_some_and(|r| mdo_vmray::retention::alert_expired(&r, open.ids.contains(&r.alert_id), now)))
+    })
+    .unwrap_or_else(|e| {
+        log.warn("sweep_failed", &[("error", json!(e))]);
+        0
+    });
+    Ok(json!({"listed": listed, "swept": swept, "taken": taken, "unusable": bad, "too_young": young, "hunted": hunted,
               "closed": closed, "open": open.ids.len()})
     .to_string())
 }

@@ -14,13 +14,16 @@ use connector_io::vars::spin_var;
 use mdo_vmray::analysis::{self, UrlStep, MAX_CHILD_DEPTH, MAX_CHILD_SAMPLES};
 use mdo_vmray::config::{LogLevel, VmraySettings};
 use mdo_vmray::records::{
-    keys, AlertAnalyses, AlertRecord, OpenAlerts, UrlAnalysis, UrlRef, UrlState, SCHEMA,
+    keys, AlertAnalyses, AlertRecord, OpenAlerts, SampleReport, UrlAnalysis, UrlRef, UrlState, SCHEMA,
 };
 use mdo_vmray::vmray::{self, SubmissionStatus};
 use serde_json::json;
 
 /// Alerts looked at per tick; the rest wait for the next one.
 const MAX_ALERTS_PER_TICK: usize = 500;
+
+/// Submissions of one URL whose answer could not be read before it is given up.
+const MAX_SUBMIT_ATTEMPTS: u32 = 4;
 
 pub async fn run() -> Result<String, String> {
     let settings = match VmraySettings::read(&spin_var) {
@@ -102,7 +105,7 @@ impl<'a> Vmray<'a> {
             for u in &record.urls {
                 let key = keys::url(self.tenant, &u.key);
                 if driven.insert(u.key.clone()) {
-                    if let Err(e) = self.drive(&kv, u, &key, needed, alert_id).await {
+                    if let Err(e) = self.drive(&kv, u, &key, needed, alert_id, record.first_seen).await {
                         self.log.warn(
                             "url_step_failed",
                             &[
@@ -136,7 +139,23 @@ impl<'a> Vmray<'a> {
                 );
             }
         }
-        Ok(json!({"submitted": self.submitted, "reused": self.reused, "finished": self.finished, "alerts_published": published})
+        let (tenant, resubmit_days, now) = (self.tenant, self.s.resubmit_after_days, Utc::now());
+        let swept = connector_io::sweep::sweep(&kv, self.log, tenant, "vmray", &["url", "sample", "va"], |kind, key| {
+            Ok(match kind {
+                "url" => kv.get::<UrlAnalysis>(key).ok().flatten().is_some_and(|r| mdo_vmray::retention::url_expired(&r, resubmit_days, now)),
+                "sample" => kv.get::<SampleReport>(key).ok().flatten().is_some_and(|r| mdo_vmray::retention::sample_expired(&r, now)),
+                // An alert's analyses go once the poller dropped the alert.
+                _ => {
+                    let id = key.rsplit(':').next().unwrap_or_default();
+                    !kv.exists(&format!("{}alert:{id}", keys::prefix(tenant)))?
+                }
+            })
+        })
+        .unwrap_or_else(|e| {
+            self.log.warn("sweep_failed", &[("error", json!(e))]);
+            0
+        });
+        Ok(json!({"swept": swept, "submitted": self.submitted, "reused": self.reused, "finished": self.finished, "alerts_published": published})
             .to_string())
     }
 
@@ -148,6 +167,7 @@ impl<'a> Vmray<'a> {
         key: &str,
         needed: DateTime<Utc>,
         alert_id: &str,
+        first_seen: DateTime<Utc>,
     ) -> Result<(), String> {
         let record: Option<UrlAnalysis> = kv.get(key)?;
         let now = Utc::now();
@@ -171,7 +191,8 @@ impl<'a> Vmray<'a> {
             UrlStep::Lookup { since } => match self.search(&u.url, since).await? {
                 Some(found) => {
                     let dated = found.created.unwrap_or(now);
-                    self.adopt(kv, u, key, found, dated, true).await
+                    let reused = analysis::found_is_reuse(found.created, first_seen);
+                    self.adopt(kv, u, key, found, dated, reused).await
                 }
                 None => self.submit(kv, u, key, alert_id, 0).await,
             },
@@ -204,7 +225,8 @@ impl<'a> Vmray<'a> {
                     .get(&format!("/rest/submission/{submission_id}"))
                     .await?;
                 let status =
-                    vmray::parse_submission_status(&resp.body).map_err(|e| e.to_string())?;
+                    vmray::parse_submission_status(&resp.body)
+                        .map_err(|e| format!("GET /rest/submission/{submission_id}: {e}"))?;
                 if status.has_errors {
                     set(UrlState::Failed {
                         reason: "VMRay reported an error for this analysis".into(),
@@ -382,6 +404,22 @@ impl<'a> Vmray<'a> {
                         },
                     )
                 }
+                // An answer we cannot read (garbled, or VMRay's errors[]
+                // inside a 200): the fate is unknown, so the intent stays and
+                // the next tick reconciles by search, a few times at most.
+                Err(e) if attempts + 1 < MAX_SUBMIT_ATTEMPTS => {
+                    self.log.warn(
+                        "submit_unclear",
+                        &[
+                            ("url_key", json!(u.key)),
+                            ("path", json!("/rest/sample/submit")),
+                            ("error", json!(e.to_string())),
+                        ],
+                    );
+                    Err(format!(
+                        "POST /rest/sample/submit: {e}; will reconcile next tick"
+                    ))
+                }
                 Err(e) => failed(format!("VMRay refused the submission: {e}")),
             },
             // A 4xx other than 429 means VMRay did not take it: safe to say so.
@@ -432,7 +470,8 @@ impl<'a> Vmray<'a> {
         let resp = self
             .get(&format!("/rest/submission/search?query={query}"))
             .await?;
-        vmray::newest_submission(&resp.body, since).map_err(|e| e.to_string())
+        vmray::newest_submission(&resp.body, since)
+            .map_err(|e| format!("GET /rest/submission/search: {e}"))
     }
 
     /// Read a sample and its children (bounded) into sample records; the
@@ -448,19 +487,19 @@ impl<'a> Vmray<'a> {
                 &self.get(&format!("/rest/sample/{id}")).await?.body,
                 Utc::now(),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("GET /rest/sample/{id}: {e}"))?;
             let base = format!("/rest/sample/{id}");
             report.threat_names =
                 vmray::parse_threat_names(&self.get(&format!("{base}/threat_names")).await?.body)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("GET {base}/threat_names: {e}"))?;
             report.classifications = vmray::parse_classifications(
                 &self.get(&format!("{base}/classifications")).await?.body,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("GET {base}/classifications: {e}"))?;
             report.vtis = vmray::parse_vtis(&self.get(&format!("{base}/vtis")).await?.body)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("GET {base}/vtis: {e}"))?;
             report.iocs = vmray::parse_iocs(&self.get(&format!("{base}/iocs")).await?.body)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("GET {base}/iocs: {e}"))?;
             if depth < MAX_CHILD_DEPTH {
                 for child in &report.child_ids {
                     queue.push_back((*child, depth + 1));
@@ -471,6 +510,7 @@ impl<'a> Vmray<'a> {
             if id == root {
                 report.analysed_at = analysed_at;
             }
+            report.stored_at = Some(Utc::now());
             self.log.info(
                 "sample_read",
                 &[
