@@ -117,11 +117,11 @@ pub fn settle(record: &mut AlertRecord) {
     }
     match &mut record.stage {
         AlertStage::NoUrls { .. } if !record.files.is_empty() => record.stage = AlertStage::Ready,
-        AlertStage::NoUrls { reason } => {
-            if !record.attachment_notes.is_empty() && !reason.contains(NOTES_HEADING) {
-                reason.push_str(". ");
-                reason.push_str(&notes_text(&record.attachment_notes));
-            }
+        AlertStage::NoUrls { reason }
+            if !record.attachment_notes.is_empty() && !reason.contains(NOTES_HEADING) =>
+        {
+            reason.push_str(". ");
+            reason.push_str(&notes_text(&record.attachment_notes));
         }
         AlertStage::Ready if record.urls.is_empty() && record.files.is_empty() => {
             let mut reason = "the alert names no URL".to_string();
@@ -227,8 +227,9 @@ fn enc(s: &str) -> String {
 }
 
 fn path_seg(s: &str) -> String {
-    // `form_urlencoded` turns spaces into `+`, which a path keeps literally.
-    enc(s).replace('+', "%20")
+    // `form_urlencoded` turns spaces into `+`, which a path keeps literally;
+    // `@` may stay as it is in a path (user principal names read better).
+    enc(s).replace('+', "%20").replace("%40", "@")
 }
 
 /// `GET /v1.0/users/{mailbox}/messages?$filter=internetMessageId eq '…'&$select=…`
@@ -329,7 +330,9 @@ pub fn parse_attachments(body: &[u8]) -> Result<Vec<Listed>, String> {
                 continue;
             }
             "referenceAttachment" => {
-                out.push(skip("a link to a cloud file (referenceAttachment), not a file"));
+                out.push(skip(
+                    "a link to a cloud file (referenceAttachment), not a file",
+                ));
                 continue;
             }
             _ => {
@@ -349,13 +352,15 @@ pub fn parse_attachments(body: &[u8]) -> Result<Vec<Listed>, String> {
             out.push(skip(&too_big(size)));
             continue;
         }
-        let content = match a.get("contentBytes").and_then(Value::as_str) {
-            Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
-                Ok(bytes) => Some(bytes),
-                Err(_) => None, // fetch the raw bytes instead
-            },
-            None => None,
-        };
+        // Bad base64 or none: the raw bytes are fetched instead.
+        let content = a
+            .get("contentBytes")
+            .and_then(Value::as_str)
+            .and_then(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()
+            });
         let content_type = a
             .get("contentType")
             .and_then(Value::as_str)
@@ -401,7 +406,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Is this a lower-case hex SHA-256?
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The meta record and the chunks of a file to store. Write the chunks
@@ -455,7 +462,11 @@ pub fn reassemble(blob: &FileBlob, chunks: &[Vec<u8>]) -> Result<Vec<u8>, String
 
 /// What an alert's result for a file is called (comments, logs).
 pub fn display(file: &FileRef) -> String {
-    format!("attachment {} (SHA-256 {})", clean(&file.filename), file.sha256)
+    format!(
+        "attachment {} (SHA-256 {})",
+        clean(&file.filename),
+        file.sha256
+    )
 }
 
 /// The file name as sent in a multipart header: no quotes, backslashes or
@@ -493,9 +504,7 @@ pub fn multipart_body(
     let boundary = loop {
         let b = format!("mdo-vmray-{}-{n}", &seed[..24]);
         let needle = b.as_bytes();
-        let in_parts = fields
-            .iter()
-            .any(|(k, v)| k.contains(&b) || v.contains(&b));
+        let in_parts = fields.iter().any(|(k, v)| k.contains(&b) || v.contains(&b));
         if !in_parts && !bytes.windows(needle.len()).any(|w| w == needle) {
             break b;
         }
@@ -504,13 +513,14 @@ pub fn multipart_body(
     let mut body = Vec::with_capacity(bytes.len() + 512);
     for (k, v) in fields {
         body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
-            )
-            .as_bytes(),
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
         );
     }
-    let ct = if content_type.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+    let ct = if content_type
+        .bytes()
+        .all(|b| b.is_ascii_graphic() || b == b' ')
+    {
         content_type
     } else {
         "application/octet-stream"
@@ -525,6 +535,32 @@ pub fn multipart_body(
     body.extend_from_slice(bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// The `url` of a file's analysis record (`url:f…`): never a URL, since
+/// only http and https URLs are analysed.
+pub fn analysis_subject(sha256: &str) -> String {
+    format!("sha256:{sha256}")
+}
+
+/// The SHA-256 of a file's analysis subject; `None` for a URL.
+pub fn subject_sha256(subject: &str) -> Option<&str> {
+    subject.strip_prefix("sha256:").filter(|h| is_sha256(h))
+}
+
+/// `GET /rest/sample/sha256/{hash}`: the ids of the samples with this hash.
+pub fn parse_sample_ids(body: &[u8]) -> Result<Vec<u64>, crate::vmray::VmrayError> {
+    let d = crate::vmray::data(body)?;
+    let items = match d {
+        Value::Array(items) => items,
+        Value::Null => Vec::new(),
+        other => vec![other],
+    };
+    Ok(items
+        .iter()
+        .filter_map(|s| s.get("sample_id").and_then(Value::as_u64))
+        .take(10)
+        .collect())
 }
 
 #[cfg(test)]
@@ -561,6 +597,25 @@ mod tests {
     }
 
     #[test]
+    fn file_subjects_and_sample_lookup() {
+        let h = sha256_hex(b"x");
+        assert_eq!(subject_sha256(&analysis_subject(&h)), Some(h.as_str()));
+        assert_eq!(subject_sha256("http://a.example/"), None);
+        assert_eq!(subject_sha256("sha256:nothex"), None);
+        assert_eq!(
+            parse_sample_ids(
+                br#"{"result":"ok","data":[{"sample_id":7},{"x":1},{"sample_id":9}]}"#
+            )
+            .unwrap(),
+            vec![7, 9]
+        );
+        assert!(parse_sample_ids(br#"{"result":"ok","data":[]}"#)
+            .unwrap()
+            .is_empty());
+        assert!(parse_sample_ids(br#"{"result":"error","error_msg":"No such element"}"#).is_err());
+    }
+
+    #[test]
     fn which_alerts_are_user_reported() {
         assert!(is_user_reported(
             "Email reported by user as malware or phish"
@@ -569,7 +624,9 @@ mod tests {
         assert!(!is_user_reported(
             "Email messages containing malicious URL removed after delivery"
         ));
-        assert!(!is_user_reported("A potentially malicious URL click was detected"));
+        assert!(!is_user_reported(
+            "A potentially malicious URL click was detected"
+        ));
     }
 
     #[test]
@@ -602,7 +659,7 @@ mod tests {
         let u = message_lookup_url("https://graph.microsoft.com", &m);
         assert_eq!(
             u,
-            "https://graph.microsoft.com/v1.0/users/alice%40contoso.example/messages?$filter=internetMessageId%20eq%20%27%3Co%27%27neil%26x%40mail.example%3E%27&$select=id,subject,hasAttachments"
+            "https://graph.microsoft.com/v1.0/users/alice@contoso.example/messages?$filter=internetMessageId%20eq%20%27%3Co%27%27neil%26x%40mail.example%3E%27&$select=id,subject,hasAttachments"
         );
         let parsed = url::Url::parse(&u).unwrap();
         let filter = parsed
@@ -614,7 +671,7 @@ mod tests {
         assert_eq!(filter, "internetMessageId eq '<o''neil&x@mail.example>'");
         assert_eq!(
             attachment_value_url("https://g", "a@b", "AA/k=", "x y"),
-            "https://g/v1.0/users/a%40b/messages/AA%2Fk%3D/attachments/x%20y/$value"
+            "https://g/v1.0/users/a@b/messages/AA%2Fk%3D/attachments/x%20y/$value"
         );
     }
 
@@ -641,7 +698,9 @@ mod tests {
                 content: Some(b"hello".to_vec())
             }
         );
-        assert!(matches!(&l[1], Listed::File { content: None, content_type, .. } if content_type == "application/octet-stream"));
+        assert!(
+            matches!(&l[1], Listed::File { content: None, content_type, .. } if content_type == "application/octet-stream")
+        );
         let reasons: Vec<String> = l[2..]
             .iter()
             .map(|x| match x {
@@ -651,7 +710,9 @@ mod tests {
             .collect();
         assert!(reasons[0].contains("MiB limit"), "{reasons:?}");
         assert!(reasons[1].contains("itemAttachment"));
-        assert!(reasons[2].starts_with("share  link: ") && reasons[2].contains("referenceAttachment"));
+        assert!(
+            reasons[2].starts_with("share  link: ") && reasons[2].contains("referenceAttachment")
+        );
         assert!(reasons[3].contains("no attachment id"));
         assert!(parse_attachments(b"{}").is_err());
         assert_eq!(
@@ -663,7 +724,9 @@ mod tests {
 
     #[test]
     fn chunks_hold_at_most_256_kib_and_come_back_whole() {
-        let bytes: Vec<u8> = (0..(1024 * 1024 + 7)).map(|i| (i * 7 % 251) as u8).collect();
+        let bytes: Vec<u8> = (0..(1024 * 1024 + 7))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
         let (blob, chunks) = to_blob(&bytes, "big.bin", "application/octet-stream", Utc::now());
         assert_eq!(blob.chunks, 5);
         assert_eq!(chunks.len(), 5);
@@ -675,7 +738,9 @@ mod tests {
         assert!(reassemble(&blob, &owned[..4]).is_err());
         let mut bad = owned.clone();
         bad[2][0] ^= 1;
-        assert!(reassemble(&blob, &bad).unwrap_err().contains("do not match"));
+        assert!(reassemble(&blob, &bad)
+            .unwrap_err()
+            .contains("do not match"));
         // Exactly one chunk's worth is one chunk.
         let bytes = vec![1u8; CHUNK_BYTES];
         let (b, c) = to_blob(&bytes, "x", "y", Utc::now());
@@ -735,7 +800,10 @@ mod tests {
         let AlertStage::NoUrls { reason } = &r.stage else {
             panic!("{:?}", r.stage)
         };
-        assert!(reason.starts_with("the alert names no URL and no e-mail"), "{reason}");
+        assert!(
+            reason.starts_with("the alert names no URL and no e-mail"),
+            "{reason}"
+        );
         assert!(reason.contains("removed or quarantined"), "{reason}");
         settle(&mut r);
         let AlertStage::NoUrls { reason: again } = &r.stage else {

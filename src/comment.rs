@@ -130,7 +130,14 @@ pub fn render_sample_comment(
 ) -> Vec<String> {
     let mut body = String::new();
     if reused {
-        body.push_str("An earlier VMRay analysis of this URL was reused.\n");
+        let what = if root.url.is_none() && root.filename.is_some() {
+            "file"
+        } else {
+            "URL"
+        };
+        body.push_str(&format!(
+            "An earlier VMRay analysis of this {what} was reused.\n"
+        ));
     }
     sample_block(&mut body, root, "");
     if !children.is_empty() {
@@ -146,8 +153,10 @@ pub fn render_sample_comment(
 /// A comment saying why a URL has no result.
 pub fn render_failure_comment(marker: &str, url: &str, reason: &str) -> Vec<String> {
     let body = format!(
-        "VMRay could not analyse {}: {reason}\nWhat you can do: submit the URL in the VMRay console, or check the connector's logs for this alert.\n",
-        defang(url)
+        "VMRay could not analyse {}: {reason}\nWhat you can do: submit the {} in the VMRay console, or check the connector's logs for this alert.\n",
+        defang(url),
+        // Attachments' results are named `attachment …`, URLs are URLs.
+        if url.starts_with("attachment ") { "file" } else { "URL" }
     );
     split(marker, &body)
 }

@@ -302,6 +302,20 @@ pub fn parse_threat_names(body: &[u8]) -> Result<Vec<ThreatName>, VmrayError> {
     Ok(out)
 }
 
+/// The classifications in `GET /rest/sample/{id}` itself (the deprecated
+/// `sample_classifications` list of names), when the answer has them.
+pub fn sample_classifications(body: &[u8]) -> Option<Vec<String>> {
+    let d = data(body).ok()?;
+    let list = d.get("sample_classifications")?.as_array()?;
+    let mut out: Vec<String> = Vec::new();
+    for n in list.iter().filter_map(Value::as_str).map(clean_text).filter(|n| !n.is_empty()) {
+        if !out.contains(&n) && out.len() < 50 {
+            out.push(n);
+        }
+    }
+    Some(out)
+}
+
 /// `GET /rest/sample/{id}/classifications`.
 pub fn parse_classifications(body: &[u8]) -> Result<Vec<String>, VmrayError> {
     let d = data(body)?;
@@ -534,6 +548,13 @@ mod tests {
                 verdict: Verdict::Clean
             }
         );
+    }
+
+    #[test]
+    fn classifications_from_the_sample_record() {
+        let body = ok(json!({"sample_id": 1, "sample_classifications": ["Phishing", "Phishing", 3, "Dropper"]}));
+        assert_eq!(sample_classifications(&body), Some(vec!["Phishing".to_string(), "Dropper".to_string()]));
+        assert_eq!(sample_classifications(&ok(json!({"sample_id": 1}))), None);
     }
 
     #[test]

@@ -85,6 +85,17 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
                 Err(e) => graph_error(400, "BadRequest", &e),
             }
         }
+        (_, ["v1.0", "users", ..]) => match crate::graph_mail::handle(shared, req, &seg) {
+            Some(r) => r,
+            None => graph_error(
+                400,
+                "BadRequest",
+                &format!(
+                    "Resource not found for the segment '{}'.",
+                    seg.last().unwrap_or(&"")
+                ),
+            ),
+        },
         (_, ["v1.0", "security", ..])
             if ["alerts_v2", "incidents", "runHuntingQuery"]
                 .contains(seg.get(2).unwrap_or(&"")) =>

@@ -9,6 +9,7 @@ mod defender;
 mod entra;
 mod faults;
 mod graph;
+mod graph_mail;
 mod http;
 mod hunting;
 mod quotas;
@@ -21,7 +22,7 @@ pub use clock::Clock;
 pub use faults::{ActiveRule, Fault, FaultRule};
 pub use quotas::Quotas;
 pub use scenario::{
-    AlertSpec, DomainIocSpec, FileIocSpec, IncidentSpec, IocsSpec, IpIocSpec, MailSpec,
+    AlertSpec, AttachmentSpec, DomainIocSpec, FileIocSpec, IncidentSpec, IocsSpec, IpIocSpec, MailSpec,
     MailUrlSpec, PriorSubmissionSpec, SampleSpec, Scenario, ThreatNameSpec, UrlIocSpec, VmraySpec,
     VtiSpec,
 };

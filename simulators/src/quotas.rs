@@ -194,6 +194,7 @@ mod tests {
             headers: Default::default(),
             body: Default::default(),
             form: None,
+            in_batch: false,
         }
     }
 

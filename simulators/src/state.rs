@@ -206,6 +206,8 @@ pub(crate) struct World {
     /// `$skiptoken` → (alert ids matched by the first page's query, page size).
     pub alert_pages: HashMap<String, (Vec<String>, usize)>,
     pub mails: Vec<MailRow>,
+    /// Mails in mailboxes (Graph mail), from `MailSpec`s with a recipient.
+    pub mailbox: Vec<MailSpec>,
     pub incidents: BTreeMap<String, Incident>,
     pub indicators: Vec<Indicator>,
     pub next_indicator_id: u64,
@@ -243,6 +245,7 @@ impl World {
             alerts: vec![],
             alert_pages: HashMap::new(),
             mails: vec![],
+            mailbox: vec![],
             incidents: BTreeMap::new(),
             indicators: vec![],
             next_indicator_id: 1001,
@@ -325,6 +328,9 @@ impl World {
 
     /// Adds `EmailUrlInfo` rows whose ages count back from `now`.
     pub fn add_mail(&mut self, mail: &MailSpec, now: DateTime<Utc>) {
+        if mail.internet_message_id.is_some() && mail.recipient.is_some() {
+            self.mailbox.push(mail.clone());
+        }
         for u in &mail.urls {
             self.mails.push(MailRow {
                 network_message_id: mail.network_message_id.clone(),
@@ -411,6 +417,11 @@ pub struct SubmissionRecord {
     pub comment: Option<String>,
     pub user_config: Option<String>,
     pub created: String,
+    /// For a file submission: SHA-256 and size of the bytes received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<u64>,
 }
 
 /// A snapshot of everything tests assert on (also `GET /_sim/state`).

@@ -122,6 +122,37 @@ impl VmrayWorld {
         };
         for prior in &spec.prior_submissions {
             let created = now - Duration::milliseconds((prior.age_days * 86_400_000.0) as i64);
+            if let Some(file) = &prior.file {
+                let data = file.content();
+                let (sha256, _, _) = hashes(&data);
+                let sample_id = match w.by_sha256.get(&sha256) {
+                    Some(id) => *id,
+                    None => {
+                        let id = w.create_sample(
+                            None,
+                            Some(file.name.clone()),
+                            Some(&data),
+                            prior.sample.clone(),
+                            created,
+                        );
+                        w.by_sha256.insert(sha256, id);
+                        id
+                    }
+                };
+                let delay = prior.sample.analysis_delay_seconds.unwrap_or(w.delay);
+                w.add_submission(
+                    sample_id,
+                    None,
+                    Some(file.name.clone()),
+                    prior.tags.clone(),
+                    Some(prior.comment.clone()).filter(|c| !c.is_empty()),
+                    None,
+                    created,
+                    created + Duration::seconds(delay as i64),
+                    true,
+                );
+                continue;
+            }
             let sample_id = match w.by_url.get(&prior.url) {
                 Some(id) => *id,
                 None => {
@@ -272,6 +303,16 @@ impl VmrayWorld {
                 comment: s.comment.clone(),
                 user_config: s.user_config.clone(),
                 created: crate::state::iso(s.created),
+                file_sha256: s
+                    .url
+                    .is_none()
+                    .then(|| self.samples.get(&s.sample_id).map(|x| x.sha256.clone()))
+                    .flatten(),
+                file_size: s
+                    .url
+                    .is_none()
+                    .then(|| self.samples.get(&s.sample_id).map(|x| x.size))
+                    .flatten(),
             })
             .collect()
     }
@@ -526,6 +567,19 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
                 "job_analyzer_name": "vmray",
                 "job_vm_name": "win10_64_th2",
             }]))
+        }
+        ("GET", ["rest", "sample", "sha256", hash]) => {
+            let hash = hash.to_ascii_lowercase();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return vmray_error(400, "Invalid value for parameter 'sha256'");
+            }
+            let found: Vec<Value> = v
+                .samples
+                .values()
+                .filter(|x| x.url.is_none() && x.sha256 == hash)
+                .map(|x| v.render_sample(x, base, now))
+                .collect();
+            ok(Value::Array(found))
         }
         ("GET", ["rest", "sample", id, rest @ ..]) => {
             let Some(s) = id_of(id).and_then(|i| v.samples.get(&i)) else {

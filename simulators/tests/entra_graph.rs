@@ -418,10 +418,12 @@ fn hunting_with_timespan_and_late_urls() {
                     url("http://fresh.example/a", 2.0),
                     url("http://old.example/b", 60.0),
                 ],
+                ..Default::default()
             },
             MailSpec {
                 network_message_id: "nm\"2".into(),
                 urls: vec![url("http://quoted.example/", 1.0)],
+                ..Default::default()
             },
             MailSpec {
                 network_message_id: "nm3".into(),
@@ -429,6 +431,7 @@ fn hunting_with_timespan_and_late_urls() {
                     visible_after_minutes: Some(10),
                     ..url("http://late.example/", 0.0)
                 }],
+                ..Default::default()
             },
         ],
         ..Default::default()
@@ -487,6 +490,7 @@ fn hunting_with_timespan_and_late_urls() {
     sims.add_mail(MailSpec {
         network_message_id: "nm1".into(),
         urls: vec![url("http://added.example/", 0.0)],
+        ..Default::default()
     });
     let (_, body) = hunt(&g, q, Some("P1D"));
     assert!(urls_of(&body).contains(&"http://late.example/".to_string()));

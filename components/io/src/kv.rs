@@ -34,6 +34,20 @@ impl Kv {
             .map_err(|e| format!("key-value set `{key}`: {e}"))
     }
 
+    /// Raw bytes (attachment chunks), `None` when absent.
+    pub fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.store
+            .get(key)
+            .map_err(|e| format!("key-value get `{key}`: {e}"))
+    }
+
+    /// Store raw bytes (attachment chunks).
+    pub fn put_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
+        self.store
+            .set(key, bytes)
+            .map_err(|e| format!("key-value set `{key}`: {e}"))
+    }
+
     pub fn delete(&self, key: &str) -> Result<(), String> {
         self.store
             .delete(key)

@@ -47,7 +47,7 @@ pub fn exchange(m: &Method, url: &str, headers: &[(String, String)], body: &[u8]
     let parsed = url::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
     let fields = Fields::new();
     for (k, v) in headers {
-        fields.append(&k.to_ascii_lowercase(), &v.as_bytes().to_vec()).map_err(|e| format!("header {k}: {e:?}"))?;
+        fields.append(&k.to_ascii_lowercase(), v.as_bytes()).map_err(|e| format!("header {k}: {e:?}"))?;
     }
     let req = OutgoingRequest::new(fields);
     req.set_method(&method(m)).map_err(|_| "invalid method")?;

@@ -1,5 +1,6 @@
 //! The `poller` component: thin I/O around the core; see `tick.rs`.
 
+mod attachments;
 mod tick;
 
 #[cfg(feature = "cron")]

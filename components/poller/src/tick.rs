@@ -152,6 +152,8 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
     }
 
     let hunted = hunt(s, log, &kv, &api, &entra, &open).await?;
+    let attachments =
+        crate::attachments::fetch(s, log, &kv, &api, &entra, &open.ids).await?;
 
     // Alerts the write-back finished leave the open list.
     let mut still_open = Vec::with_capacity(open.ids.len());
@@ -160,9 +162,21 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
             still_open.push(id.clone());
         }
     }
+    let closed_ids: Vec<String> = open
+        .ids
+        .iter()
+        .filter(|id| !still_open.contains(id))
+        .cloned()
+        .collect();
     let closed = open.ids.len() - still_open.len();
     open.ids = still_open;
     kv.put(&keys::open(tenant), &open)?;
+    // Stored attachments of finished alerts go (unless an open alert names them).
+    let released = crate::attachments::release(&kv, log, tenant, &closed_ids, &open.ids)
+        .unwrap_or_else(|e| {
+            log.warn("attachment_release_failed", &[("error", json!(e))]);
+            0
+        });
     if let Some(c) = poll::next_cursor(
         cursor.as_ref(),
         newest_seen,
@@ -179,7 +193,7 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
         log.warn("sweep_failed", &[("error", json!(e))]);
         0
     });
-    Ok(json!({"listed": listed, "swept": swept, "taken": taken, "unusable": bad, "too_young": young, "hunted": hunted,
+    Ok(json!({"listed": listed, "swept": swept, "attachment_fetches": attachments, "attachments_released": released, "taken": taken, "unusable": bad, "too_young": young, "hunted": hunted,
               "closed": closed, "open": open.ids.len()})
     .to_string())
 }
