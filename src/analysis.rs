@@ -217,7 +217,10 @@ mod tests {
     #[test]
     fn a_submission_made_for_the_alert_is_not_a_reuse() {
         let seen = Utc::now();
-        assert!(!found_is_reuse(Some(seen - Duration::milliseconds(900)), seen));
+        assert!(!found_is_reuse(
+            Some(seen - Duration::milliseconds(900)),
+            seen
+        ));
         assert!(!found_is_reuse(Some(seen + Duration::minutes(3)), seen));
         assert!(found_is_reuse(Some(seen - Duration::days(2)), seen));
         assert!(found_is_reuse(None, seen));

@@ -184,10 +184,23 @@ pub fn render_error_comment(error: &str, attempts: u32) -> Vec<String> {
 
 /// The comment listing indicators Defender refused.
 pub fn render_indicator_failures(failed: &[crate::records::IndicatorFailure]) -> Vec<String> {
-    let mut body = format!("{} indicator(s) could not be written to Defender:\n", failed.len());
+    let mut body = format!(
+        "{} indicator(s) could not be written to Defender:\n",
+        failed.len()
+    );
     for f in failed {
-        let value = if f.kind == crate::model::IndicatorKind::Url { defang(&f.value) } else { f.value.clone() };
-        body.push_str(&format!("- {} {} ({}): {}\n", f.kind.as_str(), value, f.action.as_str(), f.reason));
+        let value = if f.kind == crate::model::IndicatorKind::Url {
+            defang(&f.value)
+        } else {
+            f.value.clone()
+        };
+        body.push_str(&format!(
+            "- {} {} ({}): {}\n",
+            f.kind.as_str(),
+            value,
+            f.action.as_str(),
+            f.reason
+        ));
     }
     body.push_str(
         "What you can do: add them by hand in Defender (Settings > Endpoints > Indicators), or free room if the tenant's 15,000-indicator limit is reached.\n",

@@ -38,8 +38,16 @@ impl BatchResponse {
 
     /// Graph's error message, for logs and comments.
     pub fn error_text(&self) -> String {
-        let msg = self.body.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
-        let code = self.body.pointer("/error/code").and_then(Value::as_str).unwrap_or("");
+        let msg = self
+            .body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let code = self
+            .body
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         crate::vmray::clean_text(&format!("HTTP {} {code} {msg}", self.status))
     }
 }
@@ -63,25 +71,47 @@ pub fn body(requests: &[BatchRequest]) -> Value {
 /// Parse a `$batch` response. Answers are matched by id; a request without
 /// an answer is reported with status 0 (unknown fate).
 pub fn parse(body: &[u8], asked: &[BatchRequest]) -> Result<Vec<BatchResponse>, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("$batch response is not JSON: {e}"))?;
-    let items = v.get("responses").and_then(Value::as_array).ok_or("$batch response: field `responses` is missing")?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("$batch response is not JSON: {e}"))?;
+    let items = v
+        .get("responses")
+        .and_then(Value::as_array)
+        .ok_or("$batch response: field `responses` is missing")?;
     Ok(asked
         .iter()
         .map(|req| {
-            let item = items.iter().find(|i| i.get("id").and_then(Value::as_str) == Some(req.id.as_str()));
+            let item = items
+                .iter()
+                .find(|i| i.get("id").and_then(Value::as_str) == Some(req.id.as_str()));
             match item {
                 Some(i) => BatchResponse {
                     id: req.id.clone(),
-                    status: i.get("status").and_then(Value::as_u64).map(|s| s.min(999) as u16).unwrap_or(0),
+                    status: i
+                        .get("status")
+                        .and_then(Value::as_u64)
+                        .map(|s| s.min(999) as u16)
+                        .unwrap_or(0),
                     body: i.get("body").cloned().unwrap_or(Value::Null),
                     retry_after: i
                         .get("headers")
                         .and_then(|h| h.as_object())
-                        .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case("retry-after")))
-                        .and_then(|(_, v)| v.as_str().map(str::to_string).or_else(|| v.as_f64().map(|f| f.to_string())))
+                        .and_then(|h| {
+                            h.iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                        })
+                        .and_then(|(_, v)| {
+                            v.as_str()
+                                .map(str::to_string)
+                                .or_else(|| v.as_f64().map(|f| f.to_string()))
+                        })
                         .and_then(|s| crate::retry::parse_retry_after(&s)),
                 },
-                None => BatchResponse { id: req.id.clone(), status: 0, body: Value::Null, retry_after: None },
+                None => BatchResponse {
+                    id: req.id.clone(),
+                    status: 0,
+                    body: Value::Null,
+                    retry_after: None,
+                },
             }
         })
         .collect())
@@ -92,7 +122,12 @@ mod tests {
     use super::*;
 
     fn req(id: &str) -> BatchRequest {
-        BatchRequest { id: id.into(), method: "POST", url: format!("/security/alerts_v2/{id}/comments"), body: Some(json!({"comment": "x"})) }
+        BatchRequest {
+            id: id.into(),
+            method: "POST",
+            url: format!("/security/alerts_v2/{id}/comments"),
+            body: Some(json!({"comment": "x"})),
+        }
     }
 
     #[test]
@@ -100,7 +135,10 @@ mod tests {
         let asked = vec![req("1"), req("2"), req("3")];
         let b = body(&asked);
         assert_eq!(b["requests"].as_array().unwrap().len(), 3);
-        assert_eq!(b["requests"][0]["headers"]["Content-Type"], "application/json");
+        assert_eq!(
+            b["requests"][0]["headers"]["Content-Type"],
+            "application/json"
+        );
         let answer = json!({"responses": [
             {"id": "2", "status": 429, "headers": {"Retry-After": "2.5"}, "body": {"error": {"code": "TooManyRequests", "message": "slow down"}}},
             {"id": "1", "status": 200, "body": {"value": []}}

@@ -5,8 +5,8 @@
 //! callers pass data and time in and get decisions, records and texts out.
 
 pub mod alert;
-pub mod attachments;
 pub mod analysis;
+pub mod attachments;
 pub mod comment;
 pub mod config;
 pub mod exclusions;

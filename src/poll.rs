@@ -120,12 +120,7 @@ pub fn intake(alert: &Alert, s: &PollerSettings, now: DateTime<Utc>) -> Intake {
             reason: "the alert names no URL and no e-mail message to look one up by".into(),
         }
     };
-    crate::attachments::plan(
-        &mut record,
-        alert,
-        s.analyze_user_reported_attachments,
-        now,
-    );
+    crate::attachments::plan(&mut record, alert, s.analyze_user_reported_attachments, now);
     Intake::Take(record)
 }
 

@@ -43,7 +43,8 @@ pub fn url_expired(rec: &UrlAnalysis, resubmit_after_days: u32, now: DateTime<Ut
 /// A sample record older than the retention (samples of open alerts are
 /// written again when their URL is analysed again).
 pub fn sample_expired(rec: &SampleReport, now: DateTime<Utc>) -> bool {
-    rec.stored_at.is_some_and(|t| now - t > Duration::days(RETENTION_DAYS))
+    rec.stored_at
+        .is_some_and(|t| now - t > Duration::days(RETENTION_DAYS))
 }
 
 /// An indicator record past its expiration: Defender dropped it too.
@@ -62,12 +63,18 @@ mod tests {
         assert!(sweep_due(None, now));
         assert!(!sweep_due(Some(now - Duration::minutes(59)), now));
         assert!(sweep_due(Some(now - Duration::minutes(60)), now));
-        assert!(sweep_due(Some(now + Duration::hours(2)), now), "a clock that went back must not stop sweeps");
+        assert!(
+            sweep_due(Some(now + Duration::hours(2)), now),
+            "a clock that went back must not stop sweeps"
+        );
     }
 
     #[test]
     fn keys_split_by_tenant() {
-        assert_eq!(split_key("mdo:t1:", "mdo:t1:alert:a:b"), Some(("alert", "a:b")));
+        assert_eq!(
+            split_key("mdo:t1:", "mdo:t1:alert:a:b"),
+            Some(("alert", "a:b"))
+        );
         assert_eq!(split_key("mdo:t1:", "mdo:t2:alert:a"), None);
     }
 
@@ -82,11 +89,24 @@ mod tests {
         .unwrap();
         assert!(alert_expired(&rec, false, now));
         assert!(!alert_expired(&rec, true, now), "open alerts stay");
-        let url = |state| UrlAnalysis { v: SCHEMA, url: "u".into(), state };
-        let done = url(UrlState::Done { sample_id: 1, submission_id: None, analysed_at: now - Duration::days(9), reused: false });
+        let url = |state| UrlAnalysis {
+            v: SCHEMA,
+            url: "u".into(),
+            state,
+        };
+        let done = url(UrlState::Done {
+            sample_id: 1,
+            submission_id: None,
+            analysed_at: now - Duration::days(9),
+            reused: false,
+        });
         assert!(url_expired(&done, 7, now));
         assert!(!url_expired(&done, 8, now));
-        let running = url(UrlState::Running { submission_id: 1, sample_id: 1, submitted_at: now - Duration::days(99) });
+        let running = url(UrlState::Running {
+            submission_id: 1,
+            sample_id: 1,
+            submitted_at: now - Duration::days(99),
+        });
         assert!(!url_expired(&running, 0, now));
     }
 }

@@ -52,7 +52,11 @@ pub fn merge(
     // The verdict already on the incident counts too: our own record of it
     // may be missing (a tick that died between the PATCH and the record).
     let shown = existing.iter().filter_map(|t| our_verdict(t)).max();
-    let best = [prev.map(|p| p.verdict), shown, Some(verdict)].into_iter().flatten().max().unwrap_or(verdict);
+    let best = [prev.map(|p| p.verdict), shown, Some(verdict)]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(verdict);
     let mut owned_names: Vec<String> = prev.map(|p| p.threat_names.clone()).unwrap_or_default();
     for n in names {
         if owned_names.len() < MAX_THREAT_TAGS && !owned_names.contains(n) {
@@ -62,8 +66,11 @@ pub fn merge(
     // Drop only our own verdict tags that a better one replaces; keep every
     // other tag, in its place, so an unchanged list is recognised as such.
     let wanted = (best >= Verdict::Clean).then(|| verdict_tag(best));
-    let mut tags: Vec<String> =
-        existing.iter().filter(|t| our_verdict(t).is_none() || Some(*t) == wanted.as_ref()).cloned().collect();
+    let mut tags: Vec<String> = existing
+        .iter()
+        .filter(|t| our_verdict(t).is_none() || Some(*t) == wanted.as_ref())
+        .cloned()
+        .collect();
     if let Some(w) = wanted {
         if !tags.contains(&w) {
             tags.push(w);
@@ -87,7 +94,14 @@ pub fn merge(
 
 /// The verdict of one of our verdict tags.
 fn our_verdict(t: &str) -> Option<Verdict> {
-    [Verdict::NotAvailable, Verdict::Clean, Verdict::Suspicious, Verdict::Malicious].into_iter().find(|v| t == verdict_tag(*v))
+    [
+        Verdict::NotAvailable,
+        Verdict::Clean,
+        Verdict::Suspicious,
+        Verdict::Malicious,
+    ]
+    .into_iter()
+    .find(|v| t == verdict_tag(*v))
 }
 
 #[cfg(test)]
@@ -121,7 +135,11 @@ mod tests {
     #[test]
     fn an_unchanged_list_stays_unchanged_without_our_record() {
         // Our record lost after the PATCH: the tags already there are recognised.
-        let existing: Vec<String> = vec!["keep-me".into(), "VMRay: malicious".into(), "VMRay threat: Emotet".into()];
+        let existing: Vec<String> = vec![
+            "keep-me".into(),
+            "VMRay: malicious".into(),
+            "VMRay threat: Emotet".into(),
+        ];
         let (tags, own) = merge(&existing, None, Verdict::Malicious, &["Emotet".into()]);
         assert_eq!(tags, existing);
         assert_eq!(own.verdict, Verdict::Malicious);

@@ -65,7 +65,12 @@ pub fn clean_text(s: &str) -> String {
 
 /// A field that must be of one JSON shape when present (absent and `null`
 /// are fine): a wrong type means a response we cannot trust, not "unknown".
-fn expect(v: &Value, name: &'static str, ok: fn(&Value) -> bool, what: &str) -> Result<(), VmrayError> {
+fn expect(
+    v: &Value,
+    name: &'static str,
+    ok: fn(&Value) -> bool,
+    what: &str,
+) -> Result<(), VmrayError> {
     match v.get(name) {
         None | Some(Value::Null) => Ok(()),
         Some(x) if ok(x) => Ok(()),
@@ -215,7 +220,12 @@ pub fn parse_sample(body: &[u8], fallback_time: DateTime<Utc>) -> Result<SampleR
     let sample_id = id_of(&d, "sample_id")?;
     expect(&d, "sample_verdict", Value::is_string, "a string")?;
     expect(&d, "sample_child_sample_ids", Value::is_array, "a list")?;
-    expect(&d, "sample_vti_score", |x| x.is_number() || x.is_string(), "a number")?;
+    expect(
+        &d,
+        "sample_vti_score",
+        |x| x.is_number() || x.is_string(),
+        "a number",
+    )?;
     expect(&d, "sample_webif_url", Value::is_string, "a string")?;
     let vti_score = match d.get("sample_vti_score") {
         Some(Value::Number(n)) => n.as_u64().map(|n| n.min(100) as u32),
@@ -308,7 +318,12 @@ pub fn sample_classifications(body: &[u8]) -> Option<Vec<String>> {
     let d = data(body).ok()?;
     let list = d.get("sample_classifications")?.as_array()?;
     let mut out: Vec<String> = Vec::new();
-    for n in list.iter().filter_map(Value::as_str).map(clean_text).filter(|n| !n.is_empty()) {
+    for n in list
+        .iter()
+        .filter_map(Value::as_str)
+        .map(clean_text)
+        .filter(|n| !n.is_empty())
+    {
         if !out.contains(&n) && out.len() < 50 {
             out.push(n);
         }
@@ -403,8 +418,14 @@ pub fn parse_iocs(body: &[u8]) -> Result<Vec<Ioc>, VmrayError> {
         return Err(field("iocs", "is not an object"));
     }
     for kind in ["files", "urls", "ips", "domains"] {
-        if iocs.get(kind).is_some_and(|x| !x.is_array() && !x.is_null()) {
-            return Err(VmrayError::Field { field: "iocs", problem: format!("`{kind}` is not a list") });
+        if iocs
+            .get(kind)
+            .is_some_and(|x| !x.is_array() && !x.is_null())
+        {
+            return Err(VmrayError::Field {
+                field: "iocs",
+                problem: format!("`{kind}` is not a list"),
+            });
         }
     }
     let list = |name: &str| {
@@ -552,8 +573,13 @@ mod tests {
 
     #[test]
     fn classifications_from_the_sample_record() {
-        let body = ok(json!({"sample_id": 1, "sample_classifications": ["Phishing", "Phishing", 3, "Dropper"]}));
-        assert_eq!(sample_classifications(&body), Some(vec!["Phishing".to_string(), "Dropper".to_string()]));
+        let body = ok(
+            json!({"sample_id": 1, "sample_classifications": ["Phishing", "Phishing", 3, "Dropper"]}),
+        );
+        assert_eq!(
+            sample_classifications(&body),
+            Some(vec!["Phishing".to_string(), "Dropper".to_string()])
+        );
         assert_eq!(sample_classifications(&ok(json!({"sample_id": 1}))), None);
     }
 

@@ -169,9 +169,9 @@ fn endpoints(sample: u64, submission: u64) -> Vec<Endpoint> {
             true,
         ),
     ];
+    // `/classifications` is not called: the sample record carries them.
     for (name, sub) in [
         ("VMRay threat_names", "threat_names"),
-        ("VMRay classifications", "classifications"),
         ("VMRay vtis", "vtis"),
         ("VMRay iocs", "iocs"),
     ] {

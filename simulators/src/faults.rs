@@ -228,7 +228,10 @@ impl FaultSet {
     /// without a path, or for other paths, apply to a batch's inner requests.
     pub fn targets_explicitly(&self, service: Service, req: &Req) -> bool {
         self.rules.iter().any(|a| {
-            a.rule.path_prefix.as_deref().is_some_and(|p| p.len() > "/v1.0/".len() && req.path.starts_with(p))
+            a.rule
+                .path_prefix
+                .as_deref()
+                .is_some_and(|p| p.len() > "/v1.0/".len() && req.path.starts_with(p))
                 && a.rule.matches(service, req)
         })
     }

@@ -22,9 +22,9 @@ pub use clock::Clock;
 pub use faults::{ActiveRule, Fault, FaultRule};
 pub use quotas::Quotas;
 pub use scenario::{
-    AlertSpec, AttachmentSpec, DomainIocSpec, FileIocSpec, IncidentSpec, IocsSpec, IpIocSpec, MailSpec,
-    MailUrlSpec, PriorSubmissionSpec, SampleSpec, Scenario, ThreatNameSpec, UrlIocSpec, VmraySpec,
-    VtiSpec,
+    AlertSpec, AttachmentSpec, DomainIocSpec, FileIocSpec, IncidentSpec, IocsSpec, IpIocSpec,
+    MailSpec, MailUrlSpec, PriorSubmissionSpec, SampleSpec, Scenario, ThreatNameSpec, UrlIocSpec,
+    VmraySpec, VtiSpec,
 };
 pub use state::{
     Bases, CallRecord, Comment, IncidentState, Indicator, IndicatorWrites, Service, SimState,

@@ -154,10 +154,9 @@ impl AttachmentSpec {
                 .decode(b.trim())
                 .unwrap_or_default();
         }
-        let mut x: u64 = self
-            .name
-            .bytes()
-            .fold(0x9e37_79b9_7f4a_7c15, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let mut x: u64 = self.name.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
         (0..self.size.unwrap_or(0))
             .map(|_| {
                 x ^= x << 13;

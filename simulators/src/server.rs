@@ -130,19 +130,35 @@ fn graph_batch(shared: &Shared, req: &Req) -> Option<Outcome> {
     }
     let bad = |msg: &str| {
         Some(Outcome {
-            resp: Resp::json(400, &json!({"error": {"code": "BadRequest", "message": msg}})),
+            resp: Resp::json(
+                400,
+                &json!({"error": {"code": "BadRequest", "message": msg}}),
+            ),
             delivery: Delivery::Normal,
         })
     };
-    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else { return bad("Invalid batch payload format.") };
-    let Some(items) = body.get("requests").and_then(Value::as_array) else { return bad("The batch request has no requests.") };
+    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+        return bad("Invalid batch payload format.");
+    };
+    let Some(items) = body.get("requests").and_then(Value::as_array) else {
+        return bad("The batch request has no requests.");
+    };
     if items.len() > 20 {
         return bad("The number of batch requests exceeds the limit of 20.");
     }
     let mut responses = Vec::new();
+    let mut delivery = Delivery::Normal;
     for item in items {
-        let id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-        let method = item.get("method").and_then(Value::as_str).unwrap_or("GET").to_ascii_uppercase();
+        let id = item
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let method = item
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("GET")
+            .to_ascii_uppercase();
         let url = item.get("url").and_then(Value::as_str).unwrap_or_default();
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let mut headers = req.headers.clone();
@@ -150,23 +166,44 @@ fn graph_batch(shared: &Shared, req: &Req) -> Option<Outcome> {
         let inner = Req {
             method,
             path: format!("/v1.0{path}"),
-            query: form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+            query: form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
             headers,
-            body: item.get("body").map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
+            body: item
+                .get("body")
+                .map(|b| Bytes::from(b.to_string()))
+                .unwrap_or_default(),
             form: None,
             in_batch: true,
         };
         let out = dispatch(shared, Service::Graph, &inner);
-        // A dropped or hung inner request reaches the client as a gateway timeout.
-        let (status, resp_body, resp_headers) = match out.delivery {
-            Delivery::Drop | Delivery::Hang(_) => (504, json!({"error": {"code": "GatewayTimeout", "message": "inner request timed out"}}), json!({})),
+        // A connection fault on an inner request is a fault of the call that
+        // carries it: the batch's answer is dropped, delayed or cut as a whole.
+        if !matches!(out.delivery, Delivery::Normal) && matches!(delivery, Delivery::Normal) {
+            delivery = out.delivery;
+        }
+        let (status, resp_body, resp_headers) = match delivery {
+            Delivery::Drop | Delivery::Hang(_) => (
+                504,
+                json!({"error": {"code": "GatewayTimeout", "message": "inner request timed out"}}),
+                json!({}),
+            ),
             _ => {
-                let b = serde_json::from_slice::<Value>(&out.resp.body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&out.resp.body).into_owned()));
-                let h: serde_json::Map<String, Value> = out.resp.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+                let b = serde_json::from_slice::<Value>(&out.resp.body).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&out.resp.body).into_owned())
+                });
+                let h: serde_json::Map<String, Value> = out
+                    .resp
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
                 (out.resp.status, b, Value::Object(h))
             }
         };
-        responses.push(json!({"id": id, "status": status, "headers": resp_headers, "body": resp_body}));
+        responses
+            .push(json!({"id": id, "status": status, "headers": resp_headers, "body": resp_body}));
     }
     let now = shared.clock.now();
     shared.lock().calls.push(CallRecord {
@@ -178,7 +215,10 @@ fn graph_batch(shared: &Shared, req: &Req) -> Option<Outcome> {
         fault: None,
         in_batch: false,
     });
-    Some(Outcome { resp: Resp::json(200, &json!({"responses": responses})), delivery: Delivery::Normal })
+    Some(Outcome {
+        resp: Resp::json(200, &json!({"responses": responses})),
+        delivery,
+    })
 }
 
 /// The quota check, then the service's handler. `Err` = refused by a quota (no effect).

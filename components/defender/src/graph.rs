@@ -21,7 +21,8 @@ impl Ctx<'_> {
         for chunk in requests.chunks(MAX_BATCH) {
             self.graph_ops += chunk.len() as u32;
             let url = format!("{}/v1.0/$batch", self.s.graph_base_url);
-            let req = Req::post_json(url, &graph_batch::body(chunk), idempotent);
+            let req = Req::post_json(url, &graph_batch::body(chunk), idempotent)
+                .labelled(format!("$batch ({})", describe(chunk)));
             let unknown = |why: String| -> Vec<BatchResponse> {
                 chunk
                     .iter()
@@ -36,13 +37,15 @@ impl Ctx<'_> {
             let answers = match self.entra.call(&self.api, GRAPH_SCOPE, &req).await {
                 Ok(resp) if resp.ok() => {
                     graph_batch::parse(&resp.body, chunk).unwrap_or_else(|e| {
-                        self.log.warn("batch_unreadable", &[("error", json!(e))]);
-                        unknown(e)
+                        let why = format!("$batch ({}): {e}", describe(chunk));
+                        self.log.warn("batch_unreadable", &[("error", json!(why))]);
+                        unknown(why)
                     })
                 }
                 Ok(resp) => {
                     let why = format!(
-                        "$batch: HTTP {}: {}",
+                        "$batch ({}): HTTP {}: {}",
+                        describe(chunk),
                         resp.status,
                         self.log.scrub(&resp.snippet())
                     );
@@ -63,17 +66,17 @@ impl Ctx<'_> {
                     }
                 }
                 Err(e) => {
-                    self.log
-                        .warn("batch_failed", &[("error", json!(e.to_string()))]);
-                    unknown(e.to_string())
+                    let why = format!("$batch ({}): {e}", describe(chunk));
+                    self.log.warn("batch_failed", &[("error", json!(why))]);
+                    unknown(why)
                 }
             };
-            for a in &answers {
+            for (a, r) in answers.iter().zip(chunk) {
                 if !a.ok() {
                     self.log.warn(
                         "graph_request_failed",
                         &[
-                            ("request", json!(a.id)),
+                            ("request", json!(format!("{} {}", r.method, r.url))),
                             ("status", json!(a.status)),
                             ("error", json!(self.log.scrub(&a.error_text()))),
                         ],
@@ -89,4 +92,17 @@ impl Ctx<'_> {
     pub fn graph_room(&self) -> usize {
         crate::tick::MAX_GRAPH_OPS_PER_TICK.saturating_sub(self.graph_ops) as usize
     }
+}
+
+/// What a batch held, for log lines: `GET /security/incidents/801, …`.
+fn describe(chunk: &[BatchRequest]) -> String {
+    let mut parts: Vec<String> = chunk
+        .iter()
+        .take(3)
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect();
+    if chunk.len() > 3 {
+        parts.push(format!("{} more", chunk.len() - 3));
+    }
+    parts.join(", ")
 }

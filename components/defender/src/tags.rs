@@ -115,17 +115,23 @@ impl Ctx<'_> {
         for ((n, new_tags, own), answer) in patches.iter().zip(&answers) {
             let (inc, members) = &incidents[*n];
             // The answer must show the tags; otherwise look again next tick.
-            if answer.ok() && string_array(&answer.body, "customTags").as_ref() == Some(new_tags) {
-                self.counts.incidents_tagged += 1;
-                self.log.info(
-                    "incident_tagged",
-                    &[
-                        ("incident", json!(inc)),
-                        ("verdict", json!(own.verdict.as_str())),
-                    ],
+            if !(answer.ok() && string_array(&answer.body, "customTags").as_ref() == Some(new_tags))
+            {
+                self.log.warn(
+                    "incident_tag_unconfirmed",
+                    &[("incident", json!(inc)), ("status", json!(answer.status))],
                 );
-                self.settle_incident(inc, own, members, work)?;
+                continue;
             }
+            self.counts.incidents_tagged += 1;
+            self.log.info(
+                "incident_tagged",
+                &[
+                    ("incident", json!(inc)),
+                    ("verdict", json!(own.verdict.as_str())),
+                ],
+            );
+            self.settle_incident(inc, own, members, work)?;
         }
         Ok(())
     }

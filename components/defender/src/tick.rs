@@ -15,8 +15,8 @@ use connector_io::vars::spin_var;
 use mdo_vmray::comment;
 use mdo_vmray::config::{DefenderSettings, LogLevel};
 use mdo_vmray::records::{
-    keys, AlertAnalyses, AlertRecord, AlertStage, IndicatorRecord, OpenAlerts, SampleReport, UrlOutcome, Writeback,
-    SCHEMA,
+    keys, AlertAnalyses, AlertRecord, AlertStage, IndicatorRecord, OpenAlerts, SampleReport,
+    UrlOutcome, Writeback, SCHEMA,
 };
 use serde_json::json;
 
@@ -139,20 +139,25 @@ async fn tick(s: &DefenderSettings, log: &Log) -> Result<String, String> {
     }
     let now = Utc::now();
     let kv = &cx.kv;
-    let swept = connector_io::sweep::sweep(kv, log, tenant, "defender", &["wb", "ind"], |kind, key| {
-        Ok(match kind {
-            "ind" => kv.get::<IndicatorRecord>(key).ok().flatten().is_some_and(|r| mdo_vmray::retention::indicator_expired(&r, now)),
-            // Write-back state goes once the poller dropped the alert.
-            _ => {
-                let id = key.rsplit(':').next().unwrap_or_default();
-                !kv.exists(&format!("{}alert:{id}", keys::prefix(tenant)))?
-            }
+    let swept =
+        connector_io::sweep::sweep(kv, log, tenant, "defender", &["wb", "ind"], |kind, key| {
+            Ok(match kind {
+                "ind" => kv
+                    .get::<IndicatorRecord>(key)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| mdo_vmray::retention::indicator_expired(&r, now)),
+                // Write-back state goes once the poller dropped the alert.
+                _ => {
+                    let id = key.rsplit(':').next().unwrap_or_default();
+                    !kv.exists(&format!("{}alert:{id}", keys::prefix(tenant)))?
+                }
+            })
         })
-    })
-    .unwrap_or_else(|e| {
-        log.warn("sweep_failed", &[("error", json!(e))]);
-        0
-    });
+        .unwrap_or_else(|e| {
+            log.warn("sweep_failed", &[("error", json!(e))]);
+            0
+        });
     let c = &cx.counts;
     Ok(json!({"alerts": work.len(), "swept": swept, "alerts_done": c.alerts_done, "comments": c.comments, "indicators": c.indicators,
               "incidents_tagged": c.incidents_tagged, "graph_ops": cx.graph_ops, "calls": cx.api.sent.get()})

@@ -26,6 +26,8 @@ pub struct Req {
     pub body: Vec<u8>,
     /// Safe to repeat after an unknown outcome (GETs, PATCH with full state, upserts).
     pub idempotent: bool,
+    /// What the request is about, for log lines (e.g. the requests inside a `$batch`).
+    pub label: Option<String>,
 }
 
 impl Req {
@@ -36,6 +38,7 @@ impl Req {
             headers: Vec::new(),
             body: Vec::new(),
             idempotent: true,
+            label: None,
         }
     }
 
@@ -46,6 +49,7 @@ impl Req {
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
             idempotent,
+            label: None,
         }
     }
 
@@ -62,7 +66,13 @@ impl Req {
             )],
             body: body.into_bytes(),
             idempotent,
+            label: None,
         }
+    }
+
+    pub fn labelled(mut self, label: String) -> Req {
+        self.label = Some(label);
+        self
     }
 
     pub fn header(mut self, k: &str, v: &str) -> Req {
@@ -162,7 +172,11 @@ impl<'a> Api<'a> {
             .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .and_then(parse_retry_after);
-        Ok(Resp { status: ex.status, retry_after, body: ex.body })
+        Ok(Resp {
+            status: ex.status,
+            retry_after,
+            body: ex.body,
+        })
     }
 
     /// Send with retries; any HTTP status that is not retried comes back as `Ok`.
@@ -201,7 +215,10 @@ impl<'a> Api<'a> {
                         "retry",
                         &[
                             ("service", json!(self.service)),
-                            ("path", json!(path_of(&req.url))),
+                            (
+                                "path",
+                                json!(req.label.clone().unwrap_or_else(|| path_of(&req.url))),
+                            ),
                             ("fault", json!(self.log.scrub(&what))),
                             ("wait_ms", json!(wait.as_millis() as u64)),
                             ("retry", json!(retries)),
@@ -215,7 +232,10 @@ impl<'a> Api<'a> {
                         &[
                             ("service", json!(self.service)),
                             ("method", json!(req.method.to_string())),
-                            ("path", json!(path_of(&req.url))),
+                            (
+                                "path",
+                                json!(req.label.clone().unwrap_or_else(|| path_of(&req.url))),
+                            ),
                             ("fault", json!(self.log.scrub(&what))),
                             ("retries", json!(retries)),
                         ],

@@ -57,7 +57,10 @@ impl Kv {
     /// Every key of the store that starts with `prefix` (Spin lists all keys;
     /// used only by the hourly sweep).
     pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, String> {
-        let all = self.store.get_keys().map_err(|e| format!("key-value get-keys: {e}"))?;
+        let all = self
+            .store
+            .get_keys()
+            .map_err(|e| format!("key-value get-keys: {e}"))?;
         Ok(all.into_iter().filter(|k| k.starts_with(prefix)).collect())
     }
 

@@ -31,7 +31,9 @@ pub fn sweep(
         if deleted >= MAX_DELETES_PER_SWEEP {
             break;
         }
-        let Some((kind, _)) = split_key(&prefix, &key) else { continue };
+        let Some((kind, _)) = split_key(&prefix, &key) else {
+            continue;
+        };
         if kinds.contains(&kind) && expired(kind, &key)? {
             kv.delete(&key)?;
             deleted += 1;

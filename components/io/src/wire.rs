@@ -43,11 +43,18 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// Send one request and read the whole answer, blocking this tick.
-pub fn exchange(m: &Method, url: &str, headers: &[(String, String)], body: &[u8]) -> Result<Exchange, String> {
+pub fn exchange(
+    m: &Method,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Exchange, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
     let fields = Fields::new();
     for (k, v) in headers {
-        fields.append(&k.to_ascii_lowercase(), v.as_bytes()).map_err(|e| format!("header {k}: {e:?}"))?;
+        fields
+            .append(&k.to_ascii_lowercase(), v.as_bytes())
+            .map_err(|e| format!("header {k}: {e:?}"))?;
     }
     let req = OutgoingRequest::new(fields);
     req.set_method(&method(m)).map_err(|_| "invalid method")?;
@@ -61,12 +68,14 @@ pub fn exchange(m: &Method, url: &str, headers: &[(String, String)], body: &[u8]
         Some(p) => format!("{}:{p}", parsed.host_str().unwrap_or_default()),
         None => parsed.host_str().unwrap_or_default().to_string(),
     };
-    req.set_authority(Some(&authority)).map_err(|_| "invalid authority")?;
+    req.set_authority(Some(&authority))
+        .map_err(|_| "invalid authority")?;
     let path = match parsed.query() {
         Some(q) => format!("{}?{q}", parsed.path()),
         None => parsed.path().to_string(),
     };
-    req.set_path_with_query(Some(&path)).map_err(|_| "invalid path")?;
+    req.set_path_with_query(Some(&path))
+        .map_err(|_| "invalid path")?;
     let out_body = req.body().map_err(|_| "request body already taken")?;
 
     let options = RequestOptions::new();
@@ -78,7 +87,9 @@ pub fn exchange(m: &Method, url: &str, headers: &[(String, String)], body: &[u8]
     {
         let stream = out_body.write().map_err(|_| "request body stream")?;
         for chunk in body.chunks(4096) {
-            stream.blocking_write_and_flush(chunk).map_err(|e| format!("writing request body: {e:?}"))?;
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| format!("writing request body: {e:?}"))?;
         }
     }
     OutgoingBody::finish(out_body, None).map_err(|e| format!("{e:?}"))?;
@@ -108,5 +119,9 @@ pub fn exchange(m: &Method, url: &str, headers: &[(String, String)], body: &[u8]
             }
         }
     }
-    Ok(Exchange { status, headers, body: data })
+    Ok(Exchange {
+        status,
+        headers,
+        body: data,
+    })
 }

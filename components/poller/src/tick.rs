@@ -152,8 +152,7 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
     }
 
     let hunted = hunt(s, log, &kv, &api, &entra, &open).await?;
-    let attachments =
-        crate::attachments::fetch(s, log, &kv, &api, &entra, &open.ids).await?;
+    let attachments = crate::attachments::fetch(s, log, &kv, &api, &entra, &open.ids).await?;
 
     // Alerts the write-back finished leave the open list.
     let mut still_open = Vec::with_capacity(open.ids.len());
@@ -187,7 +186,9 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
     }
     let swept = connector_io::sweep::sweep(&kv, log, tenant, "poller", &["alert"], |_, key| {
         let rec: Option<AlertRecord> = kv.get(key).unwrap_or(None);
-        Ok(rec.is_some_and(|r| mdo_vmray::retention::alert_expired(&r, open.ids.contains(&r.alert_id), now)))
+        Ok(rec.is_some_and(|r| {
+            mdo_vmray::retention::alert_expired(&r, open.ids.contains(&r.alert_id), now)
+        }))
     })
     .unwrap_or_else(|e| {
         log.warn("sweep_failed", &[("error", json!(e))]);

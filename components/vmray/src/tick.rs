@@ -12,8 +12,8 @@ use connector_io::kv::Kv;
 use connector_io::log::Log;
 use connector_io::vars::spin_var;
 use mdo_vmray::analysis::{self, UrlStep, MAX_CHILD_DEPTH, MAX_CHILD_SAMPLES};
-use mdo_vmray::config::{LogLevel, VmraySettings};
 use mdo_vmray::attachments;
+use mdo_vmray::config::{LogLevel, VmraySettings};
 use mdo_vmray::records::{
     keys, AlertAnalyses, AlertRecord, FileBlob, OpenAlerts, SampleReport, UrlAnalysis, UrlOutcome,
     UrlRef, UrlResult, UrlState, SCHEMA,
@@ -107,7 +107,10 @@ impl<'a> Vmray<'a> {
             for u in &record.urls {
                 let key = keys::url(self.tenant, &u.key);
                 if driven.insert(u.key.clone()) {
-                    if let Err(e) = self.drive(&kv, u, &key, needed, alert_id, record.first_seen).await {
+                    if let Err(e) = self
+                        .drive(&kv, u, &key, needed, alert_id, record.first_seen)
+                        .await
+                    {
                         self.log.warn(
                             "url_step_failed",
                             &[
@@ -131,7 +134,10 @@ impl<'a> Vmray<'a> {
                 };
                 let key = keys::url(self.tenant, &u.key);
                 if driven.insert(u.key.clone()) {
-                    if let Err(e) = self.drive(&kv, &u, &key, needed, alert_id, record.first_seen).await {
+                    if let Err(e) = self
+                        .drive(&kv, &u, &key, needed, alert_id, record.first_seen)
+                        .await
+                    {
                         self.log.warn(
                             "file_step_failed",
                             &[
@@ -178,21 +184,35 @@ impl<'a> Vmray<'a> {
             }
         }
         let (tenant, resubmit_days, now) = (self.tenant, self.s.resubmit_after_days, Utc::now());
-        let swept = connector_io::sweep::sweep(&kv, self.log, tenant, "vmray", &["url", "sample", "va"], |kind, key| {
-            Ok(match kind {
-                "url" => kv.get::<UrlAnalysis>(key).ok().flatten().is_some_and(|r| mdo_vmray::retention::url_expired(&r, resubmit_days, now)),
-                "sample" => kv.get::<SampleReport>(key).ok().flatten().is_some_and(|r| mdo_vmray::retention::sample_expired(&r, now)),
-                // An alert's analyses go once the poller dropped the alert.
-                _ => {
-                    let id = key.rsplit(':').next().unwrap_or_default();
-                    !kv.exists(&format!("{}alert:{id}", keys::prefix(tenant)))?
-                }
-            })
-        })
-        .unwrap_or_else(|e| {
-            self.log.warn("sweep_failed", &[("error", json!(e))]);
-            0
-        });
+        let swept =
+            connector_io::sweep::sweep(
+                &kv,
+                self.log,
+                tenant,
+                "vmray",
+                &["url", "sample", "va"],
+                |kind, key| {
+                    Ok(match kind {
+                        "url" => kv.get::<UrlAnalysis>(key).ok().flatten().is_some_and(|r| {
+                            mdo_vmray::retention::url_expired(&r, resubmit_days, now)
+                        }),
+                        "sample" => kv
+                            .get::<SampleReport>(key)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| mdo_vmray::retention::sample_expired(&r, now)),
+                        // An alert's analyses go once the poller dropped the alert.
+                        _ => {
+                            let id = key.rsplit(':').next().unwrap_or_default();
+                            !kv.exists(&format!("{}alert:{id}", keys::prefix(tenant)))?
+                        }
+                    })
+                },
+            )
+            .unwrap_or_else(|e| {
+                self.log.warn("sweep_failed", &[("error", json!(e))]);
+                0
+            });
         Ok(json!({"swept": swept, "submitted": self.submitted, "reused": self.reused, "finished": self.finished, "alerts_published": published})
             .to_string())
     }
@@ -262,9 +282,8 @@ impl<'a> Vmray<'a> {
                 let resp = self
                     .get(&format!("/rest/submission/{submission_id}"))
                     .await?;
-                let status =
-                    vmray::parse_submission_status(&resp.body)
-                        .map_err(|e| format!("GET /rest/submission/{submission_id}: {e}"))?;
+                let status = vmray::parse_submission_status(&resp.body)
+                    .map_err(|e| format!("GET /rest/submission/{submission_id}: {e}"))?;
                 if status.has_errors {
                     set(UrlState::Failed {
                         reason: "VMRay reported an error for this analysis".into(),
@@ -395,7 +414,9 @@ impl<'a> Vmray<'a> {
                             v: SCHEMA,
                             url: u.url.clone(),
                             state: UrlState::Failed {
-                                reason: format!("the attachment could not be read from the store: {e}"),
+                                reason: format!(
+                                    "the attachment could not be read from the store: {e}"
+                                ),
                                 at: now,
                             },
                         },
@@ -632,8 +653,10 @@ impl<'a> Vmray<'a> {
             // field): one call fewer per sample; the endpoint when it is absent.
             report.classifications = match vmray::sample_classifications(&sample_body) {
                 Some(c) => c,
-                None => vmray::parse_classifications(&self.get(&format!("{base}/classifications")).await?.body)
-                    .map_err(|e| format!("GET {base}/classifications: {e}"))?,
+                None => vmray::parse_classifications(
+                    &self.get(&format!("{base}/classifications")).await?.body,
+                )
+                .map_err(|e| format!("GET {base}/classifications: {e}"))?,
             };
             report.vtis = vmray::parse_vtis(&self.get(&format!("{base}/vtis")).await?.body)
                 .map_err(|e| format!("GET {base}/vtis: {e}"))?;
