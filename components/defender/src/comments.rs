@@ -1,9 +1,11 @@
 //! Phase one: alert comments, each posted once.
 //!
-//! Before a POST its marker is recorded as an intent. An intent found on a
-//! later tick means the POST's fate is unknown, so the alert's comments are
-//! read first (also batched) and the comment is posted only if its marker is
-//! not there.
+//! The alert itself is the record of what was posted: every comment starts
+//! with a marker line, and before posting, the alerts' comments are read
+//! (batched) and only comments whose marker is missing are sent. So neither a
+//! tick that dies after a POST nor a store that loses its latest writes (a
+//! Redis without persistence restarting) can make a comment appear twice.
+//! `wb:` remembers what is confirmed, so finished alerts are not read again.
 
 use mdo_vmray::alert::parse_alert;
 use mdo_vmray::comment::already_posted;
@@ -33,21 +35,58 @@ fn comment_in_answer(body: &Value, marker: &str) -> bool {
 
 impl Ctx<'_> {
     pub async fn post_comments(&mut self, work: &mut [Work]) -> Result<(), String> {
-        self.check_intents(work).await?;
-        // What is to be posted: (work index, marker, text), within the tick's budget.
+        // Alerts with comments not yet confirmed, read first (half the budget).
+        let due: Vec<usize> = (0..work.len())
+            .filter(|i| !work[*i].comments_done())
+            .take(self.graph_room() / 2)
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let reads: Vec<BatchRequest> = due
+            .iter()
+            .map(|i| BatchRequest {
+                id: i.to_string(),
+                method: "GET",
+                url: format!("/security/alerts_v2/{}", path_segment(&work[*i].id)),
+                body: None,
+            })
+            .collect();
+        let answers = self.graph_batch(&reads, true).await;
         let mut posts: Vec<(usize, String, String)> = Vec::new();
-        for (i, w) in work.iter().enumerate() {
-            for text in &w.comments {
-                let marker = text.lines().next().unwrap_or_default().to_string();
-                let unposted_intent =
-                    w.wb.comments
-                        .iter()
-                        .any(|c| c.marker == marker && !c.posted);
-                let posted = w.wb.comments.iter().any(|c| c.marker == marker && c.posted);
-                if posted || unposted_intent || posts.len() >= self.graph_room() {
+        for (i, answer) in due.iter().zip(&answers) {
+            if !answer.ok() {
+                continue; // cannot tell what is there: try again next tick
+            }
+            let existing = match parse_alert(&answer.body) {
+                Ok(a) => a.comments,
+                Err(e) => {
+                    self.log.warn(
+                        "alert_unreadable",
+                        &[
+                            ("alert", json!(work[*i].id)),
+                            ("error", json!(e.to_string())),
+                        ],
+                    );
                     continue;
                 }
-                posts.push((i, marker, text.clone()));
+            };
+            let w = &mut work[*i];
+            let mut changed = false;
+            for text in w.comments.clone() {
+                let marker = text.lines().next().unwrap_or_default().to_string();
+                if w.wb.comments.iter().any(|c| c.marker == marker && c.posted) {
+                    continue;
+                }
+                if already_posted(&existing, &marker) {
+                    mark(w, &marker, true);
+                    changed = true;
+                } else if posts.len() < self.graph_room() {
+                    posts.push((*i, marker, text));
+                }
+            }
+            if changed {
+                w.save(&self.kv)?;
             }
         }
         if posts.is_empty() {
@@ -64,15 +103,6 @@ impl Ctx<'_> {
             }
             return Ok(());
         }
-        // Intents first, one write per alert.
-        let mut touched: Vec<usize> = posts.iter().map(|(i, ..)| *i).collect();
-        touched.dedup();
-        for (i, marker, _) in &posts {
-            mark(&mut work[*i], marker, false);
-        }
-        for i in &touched {
-            work[*i].save(&self.kv)?;
-        }
         let requests: Vec<BatchRequest> = posts
             .iter()
             .enumerate()
@@ -84,97 +114,33 @@ impl Ctx<'_> {
             })
             .collect();
         let answers = self.graph_batch(&requests, false).await;
+        let mut touched: Vec<usize> = Vec::new();
         for ((i, marker, _), answer) in posts.iter().zip(&answers) {
             let w = &mut work[*i];
             if answer.ok() && comment_in_answer(&answer.body, marker) {
                 mark(w, marker, true);
+                touched.push(*i);
                 self.counts.comments += 1;
                 self.log.info(
                     "comment_written",
                     &[("alert", json!(w.id)), ("marker", json!(marker))],
                 );
-            } else if answer.status == 429 || (400..500).contains(&answer.status) {
-                // Refused, so not stored: drop the intent and try again next tick.
-                w.wb.comments.retain(|c| c.marker != *marker);
+            } else {
+                // Refused, or fate unknown: the next tick reads the alert and
+                // posts it only if it is not there.
                 self.log.warn(
-                    "comment_refused",
+                    "comment_unconfirmed",
                     &[
                         ("alert", json!(w.id)),
                         ("status", json!(answer.status)),
                         ("error", json!(self.log.scrub(&answer.error_text()))),
                     ],
                 );
-            } else {
-                // 5xx, no answer, or a 2xx without our comment: fate unknown; the
-                // intent stays and the next tick looks for the marker.
-                self.log.warn(
-                    "comment_unconfirmed",
-                    &[("alert", json!(w.id)), ("status", json!(answer.status))],
-                );
             }
         }
-        for i in &touched {
-            work[*i].save(&self.kv)?;
-        }
-        Ok(())
-    }
-
-    /// Resolve intents left by an earlier tick by reading the alerts' comments.
-    async fn check_intents(&mut self, work: &mut [Work]) -> Result<(), String> {
-        let pending: Vec<usize> = (0..work.len())
-            .filter(|i| work[*i].wb.comments.iter().any(|c| !c.posted))
-            .take(self.graph_room())
-            .collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let requests: Vec<BatchRequest> = pending
-            .iter()
-            .map(|i| BatchRequest {
-                id: i.to_string(),
-                method: "GET",
-                url: format!("/security/alerts_v2/{}", path_segment(&work[*i].id)),
-                body: None,
-            })
-            .collect();
-        let answers = self.graph_batch(&requests, true).await;
-        for (i, answer) in pending.iter().zip(&answers) {
-            if !answer.ok() {
-                continue; // unknown still: keep the intents, look again next tick
-            }
-            let existing = match parse_alert(&answer.body) {
-                Ok(a) => a.comments,
-                Err(e) => {
-                    self.log.warn(
-                        "alert_unreadable",
-                        &[
-                            ("alert", json!(work[*i].id)),
-                            ("error", json!(e.to_string())),
-                        ],
-                    );
-                    continue;
-                }
-            };
-            let w = &mut work[*i];
-            let markers: Vec<String> =
-                w.wb.comments
-                    .iter()
-                    .filter(|c| !c.posted)
-                    .map(|c| c.marker.clone())
-                    .collect();
-            for m in markers {
-                if already_posted(&existing, &m) {
-                    self.log.info(
-                        "comment_found_after_restart",
-                        &[("alert", json!(w.id)), ("marker", json!(m))],
-                    );
-                    mark(w, &m, true);
-                } else {
-                    // Never arrived: forget the intent so it is posted now.
-                    w.wb.comments.retain(|c| c.marker != m);
-                }
-            }
-            w.save(&self.kv)?;
+        touched.dedup();
+        for i in touched {
+            work[i].save(&self.kv)?;
         }
         Ok(())
     }
