@@ -389,6 +389,10 @@ pub struct Writeback {
     /// Failed write-back attempts; after a few the error goes on the alert.
     #[serde(default)]
     pub attempts: u32,
+    /// Ticks on which the alert's comments could not be read. After a few the
+    /// comments are posted anyway (a hostile alert may never be readable).
+    #[serde(default)]
+    pub unreadable_reads: u32,
     /// Set when the write-back gave up: only the error comment is still due.
     #[serde(default)]
     pub gave_up: Option<String>,

@@ -190,9 +190,10 @@ fn graph_batch(shared: &Shared, req: &Req) -> Option<Outcome> {
                 json!({}),
             ),
             _ => {
-                let b = serde_json::from_slice::<Value>(&out.resp.body).unwrap_or_else(|_| {
-                    Value::String(String::from_utf8_lossy(&out.resp.body).into_owned())
-                });
+                // A JSON batch cannot carry raw bytes: invalid UTF-8 arrives replaced.
+                let text = String::from_utf8_lossy(&out.resp.body);
+                let b = serde_json::from_str::<Value>(&text)
+                    .unwrap_or_else(|_| Value::String(text.into_owned()));
                 let h: serde_json::Map<String, Value> = out
                     .resp
                     .headers
