@@ -226,6 +226,40 @@ impl LogLevel {
     }
 }
 
+/// What every component's settings share: the common part and the secrets
+/// that must never be printed.
+pub trait ComponentSettings {
+    fn common(&self) -> &Common;
+    fn secrets(&self) -> Vec<&str>;
+}
+
+impl ComponentSettings for PollerSettings {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn secrets(&self) -> Vec<&str> {
+        vec![&self.entra.client_secret]
+    }
+}
+
+impl ComponentSettings for VmraySettings {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn secrets(&self) -> Vec<&str> {
+        vec![&self.api_key]
+    }
+}
+
+impl ComponentSettings for DefenderSettings {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn secrets(&self) -> Vec<&str> {
+        vec![&self.entra.client_secret]
+    }
+}
+
 /// Settings every component reads.
 #[derive(Debug, Clone)]
 pub struct Common {

@@ -5,56 +5,13 @@
 
 mod support;
 
-use simulators::{Scenario, SimState};
-use support::{written, Harness, Written, COMPONENTS};
-
-fn scenario() -> Scenario {
-    Scenario::from_json(
-        r##"{
-        "alerts": [
-          {"id": "crash-1", "incident_id": "801", "severity": "high", "age_minutes": 10,
-           "evidence": [{"@odata.type": "#microsoft.graph.security.analyzedMessageEvidence",
-                         "networkMessageId": "11111111-0000-0000-0000-00000000c001", "urls": [], "urlCount": 1}]},
-          {"id": "crash-2", "incident_id": "801", "severity": "medium", "age_minutes": 9,
-           "evidence": [{"@odata.type": "#microsoft.graph.security.urlEvidence", "url": "http://drop.example/get"}]},
-          {"id": "crash-3", "incident_id": "802", "title": "Teams message reported", "severity": "low", "age_minutes": 8, "evidence": []}
-        ],
-        "mails": [{"network_message_id": "11111111-0000-0000-0000-00000000c001",
-                   "urls": [{"url": "http://drop.example/get", "age_hours": 2}]}],
-        "incidents": [{"id": "801", "custom_tags": ["keep-me"]}],
-        "vmray": {"urls": {"http://drop.example/get": {
-            "verdict": "malicious", "vti_score": 80, "threat_names": [{"name": "Emotet", "sources": ["vti"]}],
-            "iocs": {"urls": [{"url": "http://drop.example/get", "verdict": "malicious"}],
-                     "ips": [{"ip": "198.51.100.7", "verdict": "suspicious"}]},
-            "children": [{"filename": "payload.exe", "verdict": "malicious",
-                          "sha256": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
-                          "iocs": {"files": [{"filename": "payload.exe", "verdict": "malicious",
-                                              "sha256": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"}]}}]}}}
-    }"##,
-    )
-    .unwrap()
-}
+use support::{normalized, rich_scenario as scenario, Harness, COMPONENTS};
 
 /// The uninterrupted schedule: rounds of poller, vmray, defender.
 const ROUNDS: usize = 4;
 
 fn schedule() -> Vec<&'static str> {
     (0..ROUNDS).flat_map(|_| COMPONENTS).collect()
-}
-
-/// What was written, with the run-specific parts (ports, dates) taken out.
-fn normalized(h: &Harness, s: &SimState) -> Written {
-    let mut w = written(s);
-    let vmray = h.sims.vmray_url();
-    for (_, text) in w.comments.iter_mut() {
-        *text = text
-            .lines()
-            .filter(|l| !l.contains("Analysis date:"))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .replace(&vmray, "<vmray>");
-    }
-    w
 }
 
 fn finish(h: &Harness) {

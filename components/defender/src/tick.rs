@@ -13,7 +13,7 @@ use connector_io::kv::Kv;
 use connector_io::log::Log;
 use connector_io::vars::spin_var;
 use mdo_vmray::comment;
-use mdo_vmray::config::{DefenderSettings, LogLevel};
+use mdo_vmray::config::DefenderSettings;
 use mdo_vmray::records::{
     keys, AlertAnalyses, AlertRecord, AlertStage, IndicatorRecord, OpenAlerts, SampleReport,
     UrlOutcome, Writeback, SCHEMA,
@@ -30,26 +30,9 @@ pub const MAX_GRAPH_OPS_PER_TICK: u32 = 100;
 pub const MAX_ATTEMPTS: u32 = 3;
 
 pub async fn run() -> Result<String, String> {
-    let settings = match DefenderSettings::read(&spin_var) {
-        Ok(s) => s,
-        Err(e) => {
-            Log::new("defender", LogLevel::Info)
-                .error("config_invalid", &[("error", json!(e.to_string()))]);
-            return Err(e.to_string());
-        }
-    };
-    let mut log = Log::new("defender", settings.common.log_level);
-    log.add_secret(&settings.entra.client_secret);
-    log.info("tick_start", &[("dry_run", json!(settings.common.dry_run))]);
+    let (settings, log) = connector_io::tick::start("defender", DefenderSettings::read(&spin_var))?;
     let result = tick(&settings, &log).await;
-    match &result {
-        Ok(summary) => log.info(
-            "tick_end",
-            &[("summary", serde_json::from_str(summary).unwrap_or_default())],
-        ),
-        Err(e) => log.error("tick_failed", &[("error", json!(e))]),
-    }
-    result
+    connector_io::tick::finish(&log, result)
 }
 
 #[derive(Default)]

@@ -9,7 +9,7 @@ use connector_io::kv::Kv;
 use connector_io::log::Log;
 use connector_io::vars::spin_var;
 use mdo_vmray::alert::parse_page;
-use mdo_vmray::config::{LogLevel, PollerSettings, RetryLimits};
+use mdo_vmray::config::{PollerSettings, RetryLimits};
 use mdo_vmray::hunting::{self, MAX_IDS_PER_QUERY};
 use mdo_vmray::poll::{self, Intake};
 use mdo_vmray::records::{keys, AlertRecord, AlertStage, Cursor, OpenAlerts, Writeback, SCHEMA};
@@ -25,26 +25,9 @@ const GRAPH_RETRY: RetryLimits = RetryLimits {
 };
 
 pub async fn run() -> Result<String, String> {
-    let settings = match PollerSettings::read(&spin_var) {
-        Ok(s) => s,
-        Err(e) => {
-            let log = Log::new("poller", LogLevel::Info);
-            log.error("config_invalid", &[("error", json!(e.to_string()))]);
-            return Err(e.to_string());
-        }
-    };
-    let mut log = Log::new("poller", settings.common.log_level);
-    log.add_secret(&settings.entra.client_secret);
-    log.info("tick_start", &[("dry_run", json!(settings.common.dry_run))]);
+    let (settings, log) = connector_io::tick::start("poller", PollerSettings::read(&spin_var))?;
     let result = tick(&settings, &log).await;
-    match &result {
-        Ok(summary) => log.info(
-            "tick_end",
-            &[("summary", serde_json::from_str(summary).unwrap_or_default())],
-        ),
-        Err(e) => log.error("tick_failed", &[("error", json!(e))]),
-    }
-    result
+    connector_io::tick::finish(&log, result)
 }
 
 async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {

@@ -13,7 +13,7 @@ use connector_io::log::Log;
 use connector_io::vars::spin_var;
 use mdo_vmray::analysis::{self, UrlStep, MAX_CHILD_DEPTH, MAX_CHILD_SAMPLES};
 use mdo_vmray::attachments;
-use mdo_vmray::config::{LogLevel, VmraySettings};
+use mdo_vmray::config::VmraySettings;
 use mdo_vmray::records::{
     keys, AlertAnalyses, AlertRecord, FileBlob, OpenAlerts, SampleReport, UrlAnalysis, UrlOutcome,
     UrlRef, UrlResult, UrlState, SCHEMA,
@@ -31,26 +31,9 @@ const MAX_CALLS_PER_TICK: u32 = 300;
 const MAX_SUBMIT_ATTEMPTS: u32 = 4;
 
 pub async fn run() -> Result<String, String> {
-    let settings = match VmraySettings::read(&spin_var) {
-        Ok(s) => s,
-        Err(e) => {
-            Log::new("vmray", LogLevel::Info)
-                .error("config_invalid", &[("error", json!(e.to_string()))]);
-            return Err(e.to_string());
-        }
-    };
-    let mut log = Log::new("vmray", settings.common.log_level);
-    log.add_secret(&settings.api_key);
-    log.info("tick_start", &[("dry_run", json!(settings.common.dry_run))]);
+    let (settings, log) = connector_io::tick::start("vmray", VmraySettings::read(&spin_var))?;
     let result = Vmray::new(&settings, &log).tick().await;
-    match &result {
-        Ok(summary) => log.info(
-            "tick_end",
-            &[("summary", serde_json::from_str(summary).unwrap_or_default())],
-        ),
-        Err(e) => log.error("tick_failed", &[("error", json!(e))]),
-    }
-    result
+    connector_io::tick::finish(&log, result)
 }
 
 struct Vmray<'a> {
