@@ -228,24 +228,62 @@ pub fn apply_hunting(
     crate::attachments::settle(record);
 }
 
-/// Where the cursor moves after a listing: forward to the newest update seen,
-/// but never past `now - minimum age`, so alerts left for being too young are
-/// listed again. Listing with `ge` plus de-duplication by alert id makes the
-/// boundary safe.
-pub fn next_cursor(
+/// Where this tick's listing starts: the next page of a listing an earlier
+/// tick could not finish (if it points at the configured Graph), else a
+/// fresh listing from the cursor. Also the newest update seen so far.
+pub fn listing_start(
+    graph_base: &str,
+    cursor: Option<&Cursor>,
+    now: DateTime<Utc>,
+) -> (String, Option<DateTime<Utc>>) {
+    match cursor.and_then(|c| c.resume.as_deref().map(|r| (r, c.resume_newest))) {
+        Some((next, newest)) if next_link_allowed(graph_base, next) => (next.to_string(), newest),
+        _ => (alerts_url(graph_base, cursor, now), None),
+    }
+}
+
+/// The cursor after a tick's listing (`None`: unchanged).
+///
+/// `unfinished` is the next page when the tick stopped paging early: the
+/// listing goes on from there next tick and `since` stays. Otherwise `since`
+/// moves forward to the newest update seen, but never past `now − minimum
+/// age`, so alerts left for being too young are listed again. Listing with
+/// `ge` plus de-duplication by alert id makes the boundary safe.
+pub fn cursor_after(
     old: Option<&Cursor>,
     newest_seen: Option<DateTime<Utc>>,
+    unfinished: Option<String>,
     now: DateTime<Utc>,
     minimum_alert_age_minutes: u32,
 ) -> Option<Cursor> {
+    let since = old
+        .map(|c| c.since)
+        .unwrap_or(now - Duration::hours(INITIAL_LOOKBACK_HOURS));
+    if let Some(next) = unfinished {
+        return Some(Cursor {
+            v: SCHEMA,
+            since,
+            resume: Some(next),
+            resume_newest: newest_seen,
+        });
+    }
     let cap = now - Duration::minutes(i64::from(minimum_alert_age_minutes));
-    let candidate = newest_seen.map(|n| n.min(cap))?;
-    match old {
-        Some(c) if c.since >= candidate => None,
-        _ => Some(Cursor {
+    let moved = newest_seen.map(|n| n.min(cap)).filter(|c| *c > since);
+    let was_resuming = old.is_some_and(|c| c.resume.is_some());
+    match (moved, old) {
+        (Some(candidate), _) => Some(Cursor {
             v: SCHEMA,
             since: candidate,
+            resume: None,
+            resume_newest: None,
         }),
+        (None, Some(_)) if was_resuming => Some(Cursor {
+            v: SCHEMA,
+            since,
+            resume: None,
+            resume_newest: None,
+        }),
+        _ => None,
     }
 }
 
@@ -364,13 +402,49 @@ mod tests {
     #[test]
     fn cursor_never_passes_young_alerts() {
         let now = Utc::now();
-        let c = next_cursor(None, Some(now - Duration::minutes(1)), now, 5).unwrap();
+        let c = cursor_after(None, Some(now - Duration::minutes(1)), None, now, 5).unwrap();
         assert_eq!(c.since, now - Duration::minutes(5));
         assert_eq!(
-            next_cursor(Some(&c), Some(now - Duration::minutes(30)), now, 5),
+            cursor_after(Some(&c), Some(now - Duration::minutes(30)), None, now, 5),
             None
         );
-        assert_eq!(next_cursor(Some(&c), None, now, 5), None);
+        assert_eq!(cursor_after(Some(&c), None, None, now, 5), None);
+    }
+
+    #[test]
+    fn long_listings_go_on_next_tick() {
+        let now = Utc::now();
+        let g = "https://graph.microsoft.com";
+        let next = "https://graph.microsoft.com/v1.0/security/alerts_v2?$skiptoken=abc".to_string();
+        let c = cursor_after(
+            None,
+            Some(now - Duration::minutes(20)),
+            Some(next.clone()),
+            now,
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            c.since,
+            now - Duration::hours(INITIAL_LOOKBACK_HOURS),
+            "since stays while paging"
+        );
+        let (url, newest) = listing_start(g, Some(&c), now);
+        assert_eq!((url, newest), (next, Some(now - Duration::minutes(20))));
+        // Finished: since moves to the newest seen and the resume point goes.
+        let done = cursor_after(Some(&c), Some(now - Duration::minutes(10)), None, now, 5).unwrap();
+        assert_eq!(
+            (done.since, done.resume),
+            (now - Duration::minutes(10), None)
+        );
+        // A resume point elsewhere is not followed.
+        let evil = Cursor {
+            resume: Some("https://evil.example/x".into()),
+            ..c
+        };
+        assert!(listing_start(g, Some(&evil), now)
+            .0
+            .starts_with("https://graph.microsoft.com/v1.0/security/alerts_v2?%24filter"));
     }
 
     #[test]

@@ -148,6 +148,13 @@ pub struct Cursor {
     pub v: u32,
     /// Alerts last updated at or after this instant are listed next tick.
     pub since: DateTime<Utc>,
+    /// A listing longer than one tick may page through: the page to go on
+    /// with next tick (Graph's `@odata.nextLink`)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+    /// …and the newest update among the pages listed so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_newest: Option<DateTime<Utc>>,
 }
 
 /// Alerts the poller took in that the defender component has not finished.

@@ -43,8 +43,12 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
         ids: Vec::new(),
     });
     let (mut listed, mut taken, mut bad, mut young) = (0u32, 0u32, 0u32, 0u32);
-    let mut newest_seen = None;
-    let mut url = Some(poll::alerts_url(&s.graph_base_url, cursor.as_ref(), now));
+    // Membership checks on the open list, which can hold thousands of ids.
+    let mut open_set: std::collections::HashSet<String> = open.ids.iter().cloned().collect();
+    let (first_page, mut newest_seen) =
+        poll::listing_start(&s.graph_base_url, cursor.as_ref(), now);
+    let mut url = Some(first_page);
+    let mut unfinished: Option<String> = None;
     let mut pages = 0;
 
     while let Some(page_url) = url.take() {
@@ -54,6 +58,19 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
             .await
             .map_err(|e| format!("listing alerts: {e}"))?;
         if !resp.ok() {
+            // A continuation Graph no longer accepts (an expired skip token):
+            // start the listing afresh from `since` next tick.
+            if pages == 1 && (400..500).contains(&resp.status) && resp.status != 429 {
+                if let Some(c) = cursor.as_ref().filter(|c| c.resume.is_some()) {
+                    let restart = mdo_vmray::records::Cursor {
+                        resume: None,
+                        resume_newest: None,
+                        ..c.clone()
+                    };
+                    kv.put(&keys::cursor(tenant), &restart)?;
+                    log.warn("listing_restarted", &[("status", json!(resp.status))]);
+                }
+            }
             return Err(format!(
                 "listing alerts: HTTP {}: {}",
                 resp.status,
@@ -78,7 +95,8 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
             let key = keys::alert(tenant, &alert.id);
             if kv.exists(&key)? {
                 // Seen before (a re-listed or updated alert): make sure it is tracked.
-                if !open.ids.contains(&alert.id) && !writeback_done(&kv, tenant, &alert.id)? {
+                if !open_set.contains(&alert.id) && !writeback_done(&kv, tenant, &alert.id)? {
+                    open_set.insert(alert.id.clone());
                     open.ids.push(alert.id.clone());
                 }
                 continue;
@@ -86,7 +104,7 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
             match poll::intake(&alert, s, now) {
                 Intake::Take(record) => {
                     kv.put(&key, &record)?;
-                    if !open.ids.contains(&alert.id) {
+                    if open_set.insert(alert.id.clone()) {
                         open.ids.push(alert.id.clone());
                     }
                     taken += 1;
@@ -116,9 +134,9 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
                 url = Some(next)
             }
             Some(next) if pages >= MAX_PAGES => {
-                log.warn("listing_truncated", &[("pages", json!(pages))]);
-                newest_seen = None; // unlisted pages may hold older updates
-                let _ = next;
+                // Go on from this page next tick; `since` stays until the listing ends.
+                log.info("listing_continues", &[("pages", json!(pages))]);
+                unfinished = Some(next);
             }
             Some(_) => {
                 log.error(
@@ -144,10 +162,11 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
             still_open.push(id.clone());
         }
     }
+    let still: std::collections::HashSet<&String> = still_open.iter().collect();
     let closed_ids: Vec<String> = open
         .ids
         .iter()
-        .filter(|id| !still_open.contains(id))
+        .filter(|id| !still.contains(id))
         .cloned()
         .collect();
     let closed = open.ids.len() - still_open.len();
@@ -159,18 +178,20 @@ async fn tick(s: &PollerSettings, log: &Log) -> Result<String, String> {
             log.warn("attachment_release_failed", &[("error", json!(e))]);
             0
         });
-    if let Some(c) = poll::next_cursor(
+    if let Some(c) = poll::cursor_after(
         cursor.as_ref(),
         newest_seen,
+        unfinished,
         now,
         s.minimum_alert_age_minutes,
     ) {
         kv.put(&keys::cursor(tenant), &c)?;
     }
+    let open_now: std::collections::HashSet<&String> = open.ids.iter().collect();
     let swept = connector_io::sweep::sweep(&kv, log, tenant, "poller", &["alert"], |_, key| {
         let rec: Option<AlertRecord> = kv.get(key).unwrap_or(None);
         Ok(rec.is_some_and(|r| {
-            mdo_vmray::retention::alert_expired(&r, open.ids.contains(&r.alert_id), now)
+            mdo_vmray::retention::alert_expired(&r, open_now.contains(&r.alert_id), now)
         }))
     })
     .unwrap_or_else(|e| {
