@@ -160,21 +160,7 @@ fn open_alerts(app: &App) -> usize {
 }
 
 fn vars(sims: &Simulators, g: &Generated) -> HashMap<String, String> {
-    let s = &g.scenario;
-    let mut v = HashMap::new();
-    for (k, val) in [
-        ("tenant_id", s.tenant_id.clone()),
-        ("client_id", s.client_id.clone()),
-        ("client_secret", s.client_secret.clone()),
-        ("vmray_api_key", s.vmray_api_key.clone()),
-        ("login_base_url", sims.entra_url()),
-        ("graph_base_url", sims.graph_url()),
-        ("defender_base_url", sims.defender_url()),
-        ("vmray_base_url", sims.vmray_url()),
-    ] {
-        v.insert(k.to_string(), val);
-    }
-    v
+    sims.spin_variables(&g.scenario)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -64,19 +64,7 @@ fn main() -> Result<()> {
         sims.vmray_url()
     );
 
-    let mut vars: HashMap<String, String> = HashMap::new();
-    for (k, v) in [
-        ("tenant_id", scenario.tenant_id.clone()),
-        ("client_id", scenario.client_id.clone()),
-        ("client_secret", scenario.client_secret.clone()),
-        ("vmray_api_key", scenario.vmray_api_key.clone()),
-        ("login_base_url", sims.entra_url()),
-        ("graph_base_url", sims.graph_url()),
-        ("defender_base_url", sims.defender_url()),
-        ("vmray_base_url", sims.vmray_url()),
-    ] {
-        vars.insert(k.into(), v);
-    }
+    let mut vars: HashMap<String, String> = sims.spin_variables(&scenario);
     // SPIN_VARIABLE_* in the environment win, as with `spin up`.
     for (k, v) in std::env::vars() {
         if let Some(name) = k.strip_prefix("SPIN_VARIABLE_") {

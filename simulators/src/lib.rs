@@ -151,6 +151,24 @@ impl Simulators {
     pub fn vmray_url(&self) -> String {
         self.shared.bases.vmray.clone()
     }
+    /// The connector's Spin variables that point it at these simulators with
+    /// the scenario's credentials (what `SPIN_VARIABLE_*` would set).
+    pub fn spin_variables(&self, scenario: &Scenario) -> std::collections::HashMap<String, String> {
+        [
+            ("tenant_id", scenario.tenant_id.clone()),
+            ("client_id", scenario.client_id.clone()),
+            ("client_secret", scenario.client_secret.clone()),
+            ("vmray_api_key", scenario.vmray_api_key.clone()),
+            ("login_base_url", self.entra_url()),
+            ("graph_base_url", self.graph_url()),
+            ("defender_base_url", self.defender_url()),
+            ("vmray_base_url", self.vmray_url()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     /// All four base URLs.
     pub fn bases(&self) -> Bases {
         self.shared.bases.clone()

@@ -37,15 +37,7 @@ pub struct Harness {
 
 /// Variables pointing every component at the simulators.
 pub fn sim_vars(sims: &Simulators, scenario: &Scenario) -> HashMap<String, String> {
-    let mut v = HashMap::new();
-    v.insert("tenant_id".into(), scenario.tenant_id.clone());
-    v.insert("client_id".into(), scenario.client_id.clone());
-    v.insert("client_secret".into(), scenario.client_secret.clone());
-    v.insert("vmray_api_key".into(), scenario.vmray_api_key.clone());
-    v.insert("login_base_url".into(), sims.entra_url());
-    v.insert("graph_base_url".into(), sims.graph_url());
-    v.insert("defender_base_url".into(), sims.defender_url());
-    v.insert("vmray_base_url".into(), sims.vmray_url());
+    let mut v = sims.spin_variables(scenario);
     v.insert("log_level".into(), "debug".into());
     v
 }
